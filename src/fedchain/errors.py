@@ -1,0 +1,182 @@
+"""The fedchain exception tree.
+
+Every error fedchain raises on purpose derives from :class:`FedchainError`. Foreign exceptions
+(sqlite3, grpc, cryptography, pydantic) are translated at the edge that calls the foreign
+library, with ``raise X(...) from exc``, so callers only ever catch fedchain types.
+
+    FedchainError
+    ├── ConfigError                  invalid fedchain.toml / environment overrides
+    ├── PKIError                     certificates and keys
+    │   ├── KeyPasswordError         a wrong or missing private-key password
+    │   ├── IdentityNotFoundError    an MSP folder without the expected files
+    │   └── CertificateError         a certificate that does not chain to a consortium CA
+    │       └── SignatureError       a signature that is malformed, high-S or does not verify
+    ├── LedgerError                  anything the ledger refuses or cannot do
+    │   ├── RecordError              a malformed, oversized or wrongly typed record
+    │   ├── RuleViolation            a well-formed record that breaks a write rule (has .rule)
+    │   ├── LedgerUnavailable        the backend cannot be reached right now (retryable)
+    │   ├── LedgerNotFound           no ledger at the configured location
+    │   └── LedgerCorrupted          audit found a bad entry (has .seq)
+    ├── TransportError               the mTLS gRPC data plane
+    │   ├── PeerAuthError            the peer's identity is wrong for what it asked
+    │   ├── PayloadError             a payload that is too large or missing
+    │   └── HashMismatch             bytes that do not match their ledger hash
+    ├── ProtocolError                a remote party broke the protocol (our peer's fault)
+    │   └── UpdateRejected           a reply refused before aggregation (has .reason)
+    ├── SecAggError                  secure aggregation cannot complete
+    │   ├── StageError               a message that is not allowed in the current stage
+    │   ├── KeyMismatch              relayed public keys differ from the ledger's
+    │   └── TooManyDropouts          fewer survivors than the threshold
+    └── InternalError                a bug in fedchain itself (local protocol error)
+
+Local errors (our bug, ``InternalError``) are kept apart from remote ones (``ProtocolError``:
+a misbehaving peer), as h11 does.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CertificateError",
+    "ConfigError",
+    "FedchainError",
+    "HashMismatch",
+    "IdentityNotFoundError",
+    "InternalError",
+    "KeyMismatch",
+    "KeyPasswordError",
+    "LedgerCorrupted",
+    "LedgerError",
+    "LedgerNotFound",
+    "LedgerUnavailable",
+    "PKIError",
+    "PayloadError",
+    "PeerAuthError",
+    "ProtocolError",
+    "RecordError",
+    "RuleViolation",
+    "SecAggError",
+    "SignatureError",
+    "StageError",
+    "TooManyDropouts",
+    "TransportError",
+    "UpdateRejected",
+]
+
+
+class FedchainError(Exception):
+    """Base of every error fedchain raises on purpose."""
+
+
+class ConfigError(FedchainError):
+    """The configuration file or environment overrides are invalid."""
+
+
+class PKIError(FedchainError):
+    """A certificate or key cannot be created, read or trusted."""
+
+
+class KeyPasswordError(PKIError):
+    """A private key is encrypted and the password is wrong or missing."""
+
+
+class IdentityNotFoundError(PKIError):
+    """An MSP-style identity folder lacks the certificate or key it should hold."""
+
+
+class CertificateError(PKIError):
+    """A certificate does not chain to the expected consortium CA, or is out of validity."""
+
+
+class SignatureError(CertificateError):
+    """A signature is malformed, not low-S (Fabric refuses high-S), or does not verify.
+
+    A subclass of :class:`CertificateError` because both mean "this party cannot be trusted
+    for this data"; callers that care which check failed can catch this one alone.
+    """
+
+
+class LedgerError(FedchainError):
+    """The ledger refused a write or could not answer."""
+
+
+class RecordError(LedgerError):
+    """A record is malformed, oversized or wrongly typed (refused before any rule runs)."""
+
+
+class RuleViolation(LedgerError):
+    """A well-formed record breaks a ledger write rule.
+
+    ``rule`` is the stable rule identifier of ``docs/ledger.md`` (e.g. ``publish.duplicate``),
+    shared with the chaincode and the vector files.
+    """
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(f"{rule}: {message}")
+        self.rule = rule
+        self.detail = message
+
+
+class LedgerUnavailable(LedgerError):
+    """The ledger backend cannot be reached right now; the operation may be retried."""
+
+
+class LedgerNotFound(LedgerError):
+    """There is no ledger at the configured location (or it is not a fedchain ledger)."""
+
+
+class LedgerCorrupted(LedgerError):
+    """Audit found an entry whose hash, signature, order or write rule does not check out."""
+
+    def __init__(self, seq: int, message: str) -> None:
+        super().__init__(f"entry {seq}: {message}")
+        self.seq = seq
+        self.detail = message
+
+
+class TransportError(FedchainError):
+    """The mTLS gRPC data plane failed."""
+
+
+class PeerAuthError(TransportError):
+    """The authenticated peer is not allowed to do what it asked (e.g. claims another org)."""
+
+
+class PayloadError(TransportError):
+    """A payload is too large, missing, or was not offered to this peer."""
+
+
+class HashMismatch(TransportError):
+    """Received bytes do not hash to the value the ledger records."""
+
+
+class ProtocolError(FedchainError):
+    """A remote party broke the protocol (its fault, not ours)."""
+
+
+class UpdateRejected(ProtocolError):
+    """A reply was refused before aggregation; ``reason`` is what goes on the ledger."""
+
+    def __init__(self, org: str, reason: str) -> None:
+        super().__init__(f"update from {org} rejected: {reason}")
+        self.org = org
+        self.reason = reason
+
+
+class SecAggError(FedchainError):
+    """Secure aggregation cannot complete."""
+
+
+class StageError(SecAggError):
+    """A secure-aggregation message arrived in a stage that does not accept it."""
+
+
+class KeyMismatch(SecAggError):
+    """Public keys relayed by the aggregator differ from those their owners put on the ledger."""
+
+
+class TooManyDropouts(SecAggError):
+    """Too few organizations survived to reconstruct the masks; nothing is revealed."""
+
+
+class InternalError(FedchainError):
+    """A bug in fedchain itself: an invariant of our own code did not hold."""
