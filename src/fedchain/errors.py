@@ -20,6 +20,7 @@ library, with ``raise X(...) from exc``, so callers only ever catch fedchain typ
     ├── TransportError               the mTLS gRPC data plane
     │   ├── PeerAuthError            the peer's identity is wrong for what it asked
     │   ├── PayloadError             a payload that is too large or missing
+    │   │   └── PayloadTooLarge      a payload over a size limit (refused before transfer)
     │   └── HashMismatch             bytes that do not match their ledger hash
     ├── ProtocolError                a remote party broke the protocol (our peer's fault)
     │   └── UpdateRejected           a reply refused before aggregation (has .reason)
@@ -50,6 +51,7 @@ __all__ = [
     "LedgerUnavailable",
     "PKIError",
     "PayloadError",
+    "PayloadTooLarge",
     "PeerAuthError",
     "ProtocolError",
     "RecordError",
@@ -143,6 +145,10 @@ class PeerAuthError(TransportError):
 
 class PayloadError(TransportError):
     """A payload is too large, missing, or was not offered to this peer."""
+
+
+class PayloadTooLarge(PayloadError):
+    """A payload exceeds a size limit: the sender's, the receiver's or the announced size."""
 
 
 class HashMismatch(TransportError):

@@ -1,0 +1,66 @@
+"""Helpers shared by every fedchain command.
+
+:func:`run_cli` turns any :class:`~fedchain.errors.FedchainError` into one line on stderr,
+``error: <message>``, and exit code 1 (typer keeps exit code 2 for usage errors), so users never
+see a traceback for a problem they can fix.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from fedchain.errors import ConfigError, FedchainError
+
+__all__ = ["console", "fail", "password_from_env", "run_cli", "split_csv"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Human output (tables, summaries) goes to stdout through rich.
+console = Console(highlight=False)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``error: <message>`` as one line on stderr; return the Exit to raise."""
+    one_line = " ".join(message.split())
+    typer.echo(f"error: {one_line}", err=True)
+    return typer.Exit(code)
+
+
+def run_cli(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a command so fedchain errors end it with one stderr line and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except FedchainError as exc:
+            raise fail(str(exc) or type(exc).__name__) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+
+    return wrapper
+
+
+def split_csv(value: str | None) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``; ``None`` -> ``[]``."""
+    if value is None:
+        return []
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def password_from_env(var: str | None) -> bytes | None:
+    """The key password held in environment variable ``var`` (never taken on the command line,
+    where other users could read it); ``None`` when no variable is named."""
+    if var is None:
+        return None
+    value = os.environ.get(var)
+    if not value:
+        raise ConfigError(f"environment variable {var} is not set or empty (--password-env)")
+    return value.encode()

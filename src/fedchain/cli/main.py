@@ -1,0 +1,20 @@
+"""The ``fedchain`` command: sub-commands are registered here, one typer app per area."""
+
+from __future__ import annotations
+
+import typer
+
+from fedchain.cli.pki import app as pki_app
+
+app = typer.Typer(
+    name="fedchain",
+    help="Cross-silo federated learning coordinated and recorded on a ledger.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(pki_app, name="pki")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,302 @@
+"""A consortium on disk: creating it once, loading it, finding identities in it.
+
+Layout (Fabric-MSP style; the same identities can sign Fabric transactions)::
+
+    OUT/consortium.json                    {"aggregator", "name", "orgs": [{"ca_sha256", "id"}]}
+    OUT/<org>/msp/                          the org's public MSP (cacerts, tlscacerts, config.yaml)
+    OUT/<org>/ca/ca.pem, ca.key (0600)      the org CA, its key kept out of msp/
+    OUT/<org>/users/<name>/msp/             one identity (signcerts, keystore (0600), cacerts, ...)
+
+:func:`init_consortium` builds everything in a hidden staging folder next to OUT and renames it
+into place, so a failure never leaves half a consortium, and it never overwrites keys: an
+occupied OUT is refused, or with ``force`` moved aside to ``OUT.replaced-<time>`` (never deleted,
+because losing a CA key orphans every identity it issued).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from fedchain.errors import CertificateError, IdentityNotFoundError, KeyPasswordError, PKIError
+from fedchain.pki.certs import (
+    Identity,
+    Role,
+    create_ca,
+    fingerprint,
+    issue_identity,
+    server_sans,
+    validate_id,
+)
+from fedchain.pki.consortium import Consortium
+from fedchain.pki.msp import (
+    identity_from_cert,
+    load_cert,
+    load_key,
+    serialize_key,
+    write_file,
+    write_msp,
+)
+
+__all__ = [
+    "AGGREGATOR_NAME",
+    "CONSORTIUM_FILE",
+    "MAX_CLIENTS",
+    "identity_dir",
+    "init_consortium",
+    "list_identities",
+    "load_ca",
+    "load_consortium",
+    "move_aside",
+    "validate_init_request",
+]
+
+CONSORTIUM_FILE = "consortium.json"
+#: Identity name of the aggregator's server identity, under the aggregator org.
+AGGREGATOR_NAME = "aggregator"
+MAX_CLIENTS = 1000
+
+
+def identity_dir(pki_dir: Path, org: str, name: str) -> Path:
+    """Folder of identity ``name`` of ``org`` (holding its ``msp/``)."""
+    return pki_dir / validate_id(org) / "users" / validate_id(name, "identity name")
+
+
+def _occupied(out: Path) -> bool:
+    return out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir())))
+
+
+def move_aside(out: Path, *, now: datetime | None = None) -> Path | None:
+    """Rename an occupied ``out`` to ``out.replaced-<UTC time>``; return where it went."""
+    if not _occupied(out):
+        return None
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = out.with_name(f"{out.name}.replaced-{stamp}")
+    n = 1
+    while target.exists() or target.is_symlink():
+        target = out.with_name(f"{out.name}.replaced-{stamp}-{n}")
+        n += 1
+    try:
+        out.rename(target)
+    except OSError as exc:
+        raise PKIError(f"cannot move {out} aside to {target}: {exc.strerror}") from exc
+    return target
+
+
+def validate_init_request(
+    *,
+    consortium: str,
+    orgs: Sequence[str],
+    aggregator: str,
+    hosts: Sequence[str] = (),
+    clients: int = 1,
+    password: bytes | None = None,
+) -> list[str]:
+    """Check :func:`init_consortium` arguments without touching the disk; return the orgs.
+
+    Run before anything is created or moved, so bad input never disturbs an existing folder.
+    """
+    validate_id(consortium, "consortium name")
+    org_list = [validate_id(o) for o in orgs]
+    if not org_list:
+        raise PKIError("at least one organization is required")
+    folded = [o.casefold() for o in org_list]
+    if len(set(folded)) != len(folded):
+        raise PKIError(f"duplicate organization ids in {', '.join(org_list)}")
+    if aggregator not in org_list:
+        raise PKIError(f"aggregator {aggregator!r} must be one of the organizations")
+    if not 0 <= clients <= MAX_CLIENTS:
+        raise PKIError(f"clients must be between 0 and {MAX_CLIENTS}, got {clients}")
+    server_sans(hosts)
+    if password is not None and not password:
+        raise KeyPasswordError("an empty key password is not allowed")
+    return org_list
+
+
+def _members(org: str, aggregator: str, clients: int) -> list[tuple[str, Role]]:
+    members: list[tuple[str, Role]] = [("admin", "admin")]
+    members += [(f"client{i}", "client") for i in range(1, clients + 1)]
+    if org == aggregator:
+        members.append((AGGREGATOR_NAME, "server"))
+    return members
+
+
+def _write_org(
+    root: Path,
+    org: str,
+    *,
+    aggregator: str,
+    hosts: Sequence[str],
+    clients: int,
+    password: bytes | None,
+    now: datetime,
+) -> x509.Certificate:
+    """Create one org's CA, public MSP and member identities under ``root``; return its CA."""
+    ca_cert, ca_key = create_ca(org, now=now)
+    (root / org / "ca").mkdir(parents=True, mode=0o700)
+    write_file(root / org / "ca" / "ca.key", serialize_key(ca_key, password), private=True)
+    write_file(root / org / "ca" / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
+    write_msp(root / org / "msp", ca_cert)
+    for name, role in _members(org, aggregator, clients):
+        ident = issue_identity(
+            ca_cert,
+            ca_key,
+            org=org,
+            name=name,
+            role=role,
+            hosts=hosts if role == "server" else (),
+            now=now,
+        )
+        write_msp(identity_dir(root, org, name) / "msp", ca_cert, ident, password=password)
+    return ca_cert
+
+
+def _consortium_json(cons: Consortium) -> bytes:
+    doc = {
+        "name": cons.name,
+        "aggregator": cons.aggregator,
+        "orgs": [{"id": org, "ca_sha256": sha} for org, sha in cons.fingerprints().items()],
+    }
+    return (json.dumps(doc, sort_keys=True, indent=2) + "\n").encode()
+
+
+def init_consortium(
+    out: Path,
+    *,
+    consortium: str,
+    orgs: Sequence[str],
+    aggregator: str,
+    hosts: Sequence[str] = (),
+    clients: int = 1,
+    password: bytes | None = None,
+    now: datetime | None = None,
+    force: bool = False,
+) -> Consortium:
+    """Create a consortium's CAs and identities in ``out`` (see the module docstring).
+
+    Each org gets ``admin`` and ``client1..clientN``; the aggregator org also gets
+    ``aggregator`` (role ``server``, SANs localhost, 127.0.0.1 and ``hosts``). Keys are
+    unencrypted PKCS8 unless ``password`` is given. An occupied ``out`` raises PKIError, or
+    with ``force`` is moved aside first (see :func:`move_aside`).
+    """
+    org_list = validate_init_request(
+        consortium=consortium, orgs=orgs, aggregator=aggregator, hosts=hosts, clients=clients,
+        password=password,
+    )  # fmt: skip
+    when = now or datetime.now(UTC)
+    if _occupied(out):
+        if not force:
+            raise PKIError(
+                f"{out} is not empty; refusing to overwrite it (use --force to move it aside)"
+            )
+        move_aside(out, now=when)
+    parent = out.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=parent))
+    except OSError as exc:
+        raise PKIError(f"cannot create {out}: {exc.strerror}") from exc
+    try:
+        cas = {
+            org: _write_org(
+                staging,
+                org,
+                aggregator=aggregator,
+                hosts=hosts,
+                clients=clients,
+                password=password,
+                now=when,
+            )
+            for org in org_list
+        }
+        result = Consortium(name=consortium, aggregator=aggregator, cas=cas)
+        write_file(staging / CONSORTIUM_FILE, _consortium_json(result))
+        staging.chmod(0o755)
+        staging.rename(out)  # atomic; replaces only an empty folder, fails if OUT filled up
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PKIError(f"cannot create {out}: {exc.strerror or exc}") from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return result
+
+
+def _parse_consortium_json(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise IdentityNotFoundError(f"no consortium at {path.parent} (missing {path})") from exc
+    except (OSError, ValueError) as exc:
+        raise PKIError(f"cannot read {path}: {exc}") from exc
+    ok = (
+        isinstance(doc, dict)
+        and isinstance(doc.get("name"), str)
+        and isinstance(doc.get("aggregator"), str)
+        and isinstance(doc.get("orgs"), list)
+        and all(
+            isinstance(o, dict)
+            and isinstance(o.get("id"), str)
+            and isinstance(o.get("ca_sha256"), str)
+            for o in doc["orgs"]
+        )
+    )
+    if not ok:
+        raise PKIError(f"{path} is not a fedchain consortium file")
+    return dict(doc)
+
+
+def load_consortium(pki_dir: Path) -> Consortium:
+    """Load ``consortium.json`` and each org's CA from ``<org>/msp/cacerts/ca.pem``.
+
+    Each CA must match the SHA-256 recorded in ``consortium.json`` (CertificateError if not),
+    so a swapped CA file is caught. Only public files are read.
+    """
+    doc = _parse_consortium_json(pki_dir / CONSORTIUM_FILE)
+    cas: dict[str, x509.Certificate] = {}
+    for entry in doc["orgs"]:
+        org = validate_id(entry["id"])
+        ca = load_cert(pki_dir / org / "msp" / "cacerts" / "ca.pem")
+        if fingerprint(ca) != entry["ca_sha256"].lower():
+            raise CertificateError(
+                f"CA certificate of {org!r} in {pki_dir} does not match the SHA-256 recorded "
+                f"in {CONSORTIUM_FILE}"
+            )
+        cas[org] = ca
+    return Consortium(name=doc["name"], aggregator=doc["aggregator"], cas=cas)
+
+
+def load_ca(
+    pki_dir: Path, org: str, *, password: bytes | None = None
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """The CA certificate and key of ``org`` (to issue more identities later)."""
+    ca_dir = pki_dir / validate_id(org) / "ca"
+    cert = load_cert(ca_dir / "ca.pem")
+    key = load_key(ca_dir / "ca.key", password)
+    if key.public_key() != cert.public_key():
+        raise PKIError(f"the key in {ca_dir / 'ca.key'} does not match {ca_dir / 'ca.pem'}")
+    return cert, key
+
+
+def list_identities(pki_dir: Path, consortium: Consortium | None = None) -> list[Identity]:
+    """Public view (no keys) of every identity under ``<org>/users/``, sorted by org, name."""
+    cons = consortium or load_consortium(pki_dir)
+    found: list[Identity] = []
+    for org in cons.orgs:
+        users = pki_dir / org / "users"
+        if not users.is_dir():
+            continue  # another org's public MSP only
+        for member in sorted(users.iterdir()):
+            cert_path = member / "msp" / "signcerts" / "cert.pem"
+            if cert_path.is_file():
+                found.append(identity_from_cert(load_cert(cert_path)))
+    return found
