@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from fedchain.cli.audit import audit_command
+from fedchain.cli.demo import demo
+from fedchain.cli.ledger import app as ledger_app
 from fedchain.cli.pki import app as pki_app
 
 app = typer.Typer(
@@ -14,6 +17,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(pki_app, name="pki")
+app.add_typer(ledger_app, name="ledger")
+app.command(name="audit")(audit_command)
+app.command(name="demo")(demo)
 
 
 if __name__ == "__main__":

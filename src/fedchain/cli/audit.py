@@ -1,0 +1,89 @@
+"""``fedchain audit``: verify an embedded ledger file and print what each round recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fedchain.cli._common import console, fail, run_cli
+from fedchain.errors import LedgerCorrupted
+from fedchain.ledger.audit import MODEL_SUFFIX, audit
+from fedchain.ledger.audit_report import AuditReport, RoundSummary
+from fedchain.pki import load_consortium
+
+__all__ = ["audit_command"]
+
+
+@run_cli
+def audit_command(
+    ledger: Annotated[Path, typer.Option("--ledger", help="The embedded ledger file.")],
+    models: Annotated[
+        Path | None,
+        typer.Option("--models", help=f"Folder of global models named <sha256>{MODEL_SUFFIX}."),
+    ] = None,
+    pki: Annotated[
+        Path | None,
+        typer.Option("--pki", help="Consortium folder: also check the ledger is of these CAs."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Verify every entry (hash chain, signatures, certificates, write rules); exit 1 naming
+    the first bad entry. With --models, check the model files against their recorded hashes."""
+    trusted = load_consortium(pki) if pki is not None else None
+    try:
+        if as_json:
+            report = audit(ledger, models_dir=models, trusted=trusted)
+        else:
+            with console.status(f"verifying {ledger} ..."):
+                report = audit(ledger, models_dir=models, trusted=trusted)
+    except LedgerCorrupted as exc:
+        if as_json:
+            typer.echo(json.dumps({"ok": False, "seq": exc.seq, "error": exc.detail}, indent=2))
+        raise
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    else:
+        _print(report)
+    if not report.ok and report.models is not None:
+        bad = ", ".join(f"{sha}{MODEL_SUFFIX}" for sha in report.models.mismatched)
+        raise fail(f"model files in {report.models.directory} differ from their ledger hash: {bad}")
+
+
+def _print(report: AuditReport) -> None:
+    table = Table(
+        "run", "round", "status", "participants", "num_examples", "aggregated", "dropouts",
+        "rejected", "global model", "metrics", title=f"rounds recorded in {report.path}",
+    )  # fmt: skip
+    for row in report.rounds:
+        table.add_row(*_cells(row))
+    if report.rounds:
+        console.print(table)
+    console.print(
+        f"[green]ledger intact[/green]: {report.entries} entries verified (hash chain, "
+        f"signatures, certificates, write rules); consortium [bold]{report.consortium}[/bold], "
+        f"aggregator {report.aggregator}, head {report.head_hash[:16]}…"
+    )
+    models = report.models
+    if models is not None:
+        console.print(
+            f"models in {models.directory}: {len(models.verified)} verified, "
+            f"{len(models.missing)} missing, {len(models.mismatched)} altered"
+        )
+        for sha in models.missing:
+            console.print(f"  [yellow]missing[/yellow] {sha}{MODEL_SUFFIX}")
+
+
+def _cells(row: RoundSummary) -> list[str]:
+    examples = ", ".join(f"{org}={n}" for org, n in row.num_examples.items())
+    rejected = ", ".join(f"{r['org']} ({r['reason']})" for r in row.rejected)
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in row.metrics.items())
+    return [
+        row.run, str(row.round), "closed" if row.closed else "open",
+        ", ".join(row.participants), examples, ", ".join(row.aggregated) or "-",
+        ", ".join(row.dropouts) or "-", rejected or "-",
+        (row.model_sha256 or "-")[:16], metrics or "-",
+    ]  # fmt: skip

@@ -1,0 +1,98 @@
+"""Turning ``fedchain.toml`` + environment + flags into runtime options (flags win)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fedchain.config import LedgerSettings, Settings, load_settings
+from fedchain.errors import ConfigError
+from fedchain.pki import AGGREGATOR_NAME, load_consortium
+from fedchain.runtime.apps import DEFAULT_CLIENT_APP, DEFAULT_SERVER_APP
+from fedchain.runtime.process import ClientOptions, ServerOptions
+from fedchain.runtime.selection import policy_named
+
+__all__ = ["client_options", "load", "server_options"]
+
+DEFAULT_PKI = Path("fedchain-pki")
+
+
+def load(config: Path | None) -> Settings:
+    """Settings from ``config`` (or ``./fedchain.toml`` when present) and FEDCHAIN_* variables."""
+    if config is None and Path("fedchain.toml").is_file():
+        config = Path("fedchain.toml")
+    return load_settings(config)
+
+
+def _ledger(settings: Settings, path: Path | None, backend: str | None) -> LedgerSettings:
+    data = settings.ledger.model_dump()
+    if path is not None:
+        data["path"] = path
+    if backend is not None:
+        data["backend"] = backend
+    try:
+        return LedgerSettings.model_validate(data)
+    except ValueError as exc:
+        raise ConfigError(f"ledger settings: {exc}") from exc
+
+
+def _pki(settings: Settings, pki: Path | None) -> Path:
+    org = settings.organization
+    return pki or (org.pki if org and org.pki else DEFAULT_PKI)
+
+
+def server_options(settings: Settings, **flags: Any) -> ServerOptions:
+    """Options of ``fedchain-server``: flags (None = not given) over the settings."""
+    pki = _pki(settings, flags.get("pki"))
+    org = settings.organization
+    identity = flags.get("identity") or (org.identity if org and org.identity else None)
+    if identity is None:
+        identity = pki / load_consortium(pki).aggregator / "users" / AGGREGATOR_NAME
+    srv = settings.server
+    selection = flags.get("selection") or srv.selection
+    policy = policy_named(selection, k=flags.get("k") or srv.k,
+                          key=flags.get("selection_key") or srv.selection_key,
+                          minimum=flags.get("threshold") if flags.get("threshold") is not None
+                          else srv.threshold)
+    return ServerOptions(
+        pki=pki, identity=identity,
+        ledger=_ledger(settings, flags.get("ledger"), flags.get("ledger_backend")),
+        app=flags.get("app") or srv.app or DEFAULT_SERVER_APP,
+        address=flags.get("address") or srv.address,
+        rounds=flags.get("rounds") or srv.rounds,
+        run=flags.get("run"),
+        models_dir=flags.get("models") or Path("fedchain-models"),
+        deadline_s=flags.get("deadline") or srv.deadline_s,
+        min_replies=flags.get("min_replies") or srv.min_replies,
+        min_nodes=flags.get("min_nodes"),
+        wait_for=flags.get("wait_for"),
+        selection=policy,
+        max_payload_bytes=int(srv.max_payload_mb * (1 << 20)),
+        run_config=dict(settings.run_config),
+        insecure_dev=bool(flags.get("insecure_dev")) or settings.tls.insecure_dev,
+        password=flags.get("password"),
+    )
+
+
+def client_options(settings: Settings, **flags: Any) -> ClientOptions:
+    """Options of ``fedchain-client``: ``--org`` picks ``<pki>/<org>/users/client1``."""
+    pki = _pki(settings, flags.get("pki"))
+    org = settings.organization
+    identity = flags.get("identity") or (org.identity if org and org.identity else None)
+    if identity is None:
+        org_id = flags.get("org") or (org.id if org else None)
+        if not org_id:
+            raise ConfigError("give --identity DIR or --org ORG (or [organization] in fedchain.toml)")
+        identity = pki / org_id / "users" / "client1"
+    cli = settings.client
+    return ClientOptions(
+        pki=pki, identity=identity,
+        ledger=_ledger(settings, flags.get("ledger"), flags.get("ledger_backend")),
+        app=flags.get("app") or cli.app or DEFAULT_CLIENT_APP,
+        server=flags.get("server") or cli.server,
+        run=flags.get("run"),
+        exit_when_done=bool(flags.get("exit_when_done")),
+        node_config=dict(cli.node_config),
+        insecure_dev=bool(flags.get("insecure_dev")) or settings.tls.insecure_dev,
+        password=flags.get("password"),
+    )

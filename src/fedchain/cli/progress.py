@@ -1,0 +1,74 @@
+"""Progress output for long commands: a rich progress bar for people, JSON lines for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+__all__ = ["EventSink"]
+
+
+class EventSink:
+    """Receives runtime events ``(name, data)``; shows them as a bar or as JSON lines.
+
+    ``rounds`` sizes the bar; ``label`` prefixes the description (the organization's name).
+    Thread-safe: the runtimes emit from their own threads.
+    """
+
+    def __init__(self, *, as_json: bool, rounds: int | None, label: str, console: Console | None = None) -> None:
+        self.as_json = as_json
+        self.label = label
+        self._lock = threading.Lock()
+        self._start = time.monotonic()
+        self._round_start = self._start
+        self._participants: set[str] = set()
+        self._progress: Progress | None = None
+        self._bar: Any = None
+        if not as_json:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(), console=console or Console(stderr=True), transient=False,
+            )
+            self._bar = self._progress.add_task(f"{label}: waiting", total=rounds or 1)
+
+    def __enter__(self) -> EventSink:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def __call__(self, name: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            if self.as_json:
+                event = {"event": name, "who": self.label, "t": round(time.monotonic() - self._start, 4), **data}
+                sys.stdout.write(json.dumps(event, default=str) + "\n")
+                sys.stdout.flush()
+                return
+            self._human(name, data)
+
+    def _human(self, name: str, data: dict[str, Any]) -> None:
+        if self._progress is None:
+            return
+        rnd = data.get("round")
+        if name == "task":
+            self._participants.clear()
+        if name in {"announced", "received"} and "org" in data:
+            self._participants.add(str(data["org"]))
+        phase = {"task": f"{data.get('type', 'task')} sent", "announced": "updates announced",
+                 "selected": "selected", "received": "receiving", "closed": "closed",
+                 "uploaded": "uploaded", "error": "error"}.get(name, name)
+        who = f" · {len(self._participants)} orgs" if self._participants else ""
+        took = f" · {time.monotonic() - self._round_start:.2f}s"
+        self._progress.update(self._bar, description=f"{self.label}: round {rnd} · {phase}{who}{took}")
+        if name == "closed":
+            self._progress.update(self._bar, completed=int(rnd or 0))
+            self._round_start = time.monotonic()

@@ -1,0 +1,1 @@
+"""Built-in Flower apps, so ``fedchain-server`` and ``fedchain demo`` run without user code."""

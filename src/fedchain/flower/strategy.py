@@ -1,0 +1,121 @@
+"""``LedgerStrategy``: wrap any Flower strategy to record round semantics and enforce a quorum.
+
+Like Flower's DP wrappers it stores the inner strategy, delegates every method and intercepts
+only what it must: the model hash before and after aggregation, the updates aggregated, the
+dropouts and metrics (the round's ``close`` record, written through ``LedgerGrid``), a quorum
+(too few valid replies: the round keeps the previous model), the global models saved by hash,
+and resuming a run from the last closed round after the aggregator restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Result, Strategy
+
+from fedchain.runtime.arrays import arrays_sha256, load_model, save_model
+from fedchain.runtime.grid import LedgerGrid
+from fedchain.runtime.runs import strategy_sha256
+
+__all__ = ["LedgerStrategy"]
+
+log = logging.getLogger(__name__)
+
+
+class LedgerStrategy(Strategy):
+    """Records every round of ``inner`` on the ledger; aggregates only with ``min_replies``."""
+
+    def __init__(self, inner: Strategy, *, min_replies: int = 1, models_dir: Path | None = None) -> None:
+        self.inner = inner
+        self.min_replies = min_replies
+        self.models_dir = models_dir
+        self._grid: LedgerGrid | None = None
+        self._model: dict[int, str] = {}
+        self._train_metrics: dict[int, dict[str, Any]] = {}
+
+    def summary(self) -> None:
+        log.info("LedgerStrategy(min_replies=%d) wrapping:", self.min_replies)
+        self.inner.summary()
+
+    def start(
+        self,
+        grid: Grid,
+        initial_arrays: ArrayRecord,
+        num_rounds: int = 3,
+        timeout: float = 3600,
+        train_config: ConfigRecord | None = None,
+        evaluate_config: ConfigRecord | None = None,
+        evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
+    ) -> Result:
+        """Run ``inner``'s loop; on a ``LedgerGrid``, start or resume the ledger run first."""
+        if isinstance(grid, LedgerGrid):
+            self._grid = grid
+            initial_arrays, num_rounds = self._resume(grid, initial_arrays, num_rounds)
+        if num_rounds <= 0:
+            log.info("every round of this run is already closed on the ledger")
+            return Result(arrays=initial_arrays)
+        return super().start(grid, initial_arrays, num_rounds, timeout, train_config,
+                             evaluate_config, evaluate_fn)
+
+    def _resume(self, grid: LedgerGrid, arrays: ArrayRecord, rounds: int) -> tuple[ArrayRecord, int]:
+        point = grid.resume_point()
+        models = self.models_dir or grid.settings.models_dir
+        if not point.started:
+            digest = save_model(models, arrays) if models else arrays_sha256(arrays)
+            grid.ensure_run(digest, strategy_sha256(self.inner))
+            self._model[0] = digest
+            return arrays, rounds
+        grid.ensure_run(point.model_sha256 or "0" * 64)
+        grid.round_offset = point.rounds_closed
+        if point.rounds_closed and point.model_sha256 and models is not None:
+            arrays = load_model(models, point.model_sha256)
+            log.info("resuming after round %d from model %s", point.rounds_closed, point.model_sha256[:12])
+        self._model[0] = point.model_sha256 or arrays_sha256(arrays)
+        return arrays, rounds - point.rounds_closed
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._model.setdefault(server_round - 1, arrays_sha256(arrays))
+        return self.inner.configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        valid = [r for r in replies if not r.has_error()]
+        before = self._model.get(server_round - 1)
+        if len(valid) < self.min_replies:
+            log.warning("round %d: %d valid replies < quorum %d; model unchanged",
+                        server_round, len(valid), self.min_replies)
+            self._model[server_round] = before or ""
+            if self._grid is not None:
+                self._grid.round_log(server_round + self._grid.round_offset).aggregated.clear()
+            return None, None
+        arrays, metrics = self.inner.aggregate_train(server_round, replies)
+        if arrays is None:
+            self._model[server_round] = before or ""
+        else:
+            models = self.models_dir or (self._grid.settings.models_dir if self._grid else None)
+            self._model[server_round] = save_model(models, arrays) if models else arrays_sha256(arrays)
+        self._train_metrics[server_round] = dict(metrics or {})
+        return arrays, metrics
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        metrics = self.inner.aggregate_evaluate(server_round, replies)
+        if self._grid is not None:
+            merged = {**self._train_metrics.pop(server_round, {}), **dict(metrics or {})}
+            merged.pop("num-examples", None)
+            self._grid.close_round(server_round + self._grid.round_offset,
+                                   model_sha256=self._model.get(server_round) or None, metrics=merged)
+        return metrics

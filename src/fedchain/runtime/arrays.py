@@ -1,0 +1,133 @@
+"""Canonical model bytes, model hashes, and the validation of replies before aggregation.
+
+A model's hash on the ledger does not depend on Flower's serialization: it is the SHA-256 of
+``encode_arrays``, a simple container (``FCM1``, an 8-byte header length, a canonical JSON
+header naming each array's key, dtype and shape, then each array's raw little-endian C-order
+bytes). The same bytes are what the aggregator stores as ``<models_dir>/<sha256>.bin``, so
+``fedchain audit --models`` can check stored models by hashing files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from flwr.app import Array, ArrayRecord
+
+from fedchain.errors import RecordError, UpdateRejected
+from fedchain.ledger.canonical import canonical_json, loads
+
+__all__ = [
+    "arrays_sha256",
+    "decode_arrays",
+    "encode_arrays",
+    "load_model",
+    "save_model",
+    "validate_reply_arrays",
+]
+
+MAGIC = b"FCM1"
+_ALLOWED_DTYPES = frozenset({"float16", "float32", "float64", "int8", "int16", "int32", "int64",
+                             "uint8", "uint16", "uint32", "uint64", "bool"})
+
+
+def _little_endian(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array)
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return array
+
+
+def _chunks(record: ArrayRecord) -> Iterable[bytes | memoryview]:
+    arrays = [(key, _little_endian(value.numpy())) for key, value in record.items()]
+    header = canonical_json(
+        {"arrays": [{"name": k, "dtype": a.dtype.name, "shape": list(a.shape)} for k, a in arrays]}
+    )
+    yield MAGIC + struct.pack("<Q", len(header)) + header
+    for _, array in arrays:
+        yield memoryview(array).cast("B")
+
+
+def encode_arrays(record: ArrayRecord) -> bytes:
+    """The canonical bytes of a model (an ``ArrayRecord``)."""
+    return b"".join(_chunks(record))
+
+
+def arrays_sha256(record: ArrayRecord) -> str:
+    """SHA-256 (hex) of :func:`encode_arrays`, computed without joining the bytes."""
+    digest = hashlib.sha256()
+    for chunk in _chunks(record):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def decode_arrays(data: bytes) -> ArrayRecord:
+    """Inverse of :func:`encode_arrays`; refuses anything malformed with ``RecordError``."""
+    if data[:4] != MAGIC or len(data) < 12:
+        raise RecordError("not a fedchain model file")
+    (size,) = struct.unpack("<Q", data[4:12])
+    header = loads(data[12 : 12 + size])
+    offset, record = 12 + size, ArrayRecord()
+    for spec in header["arrays"]:
+        dtype = np.dtype(spec["dtype"]).newbyteorder("<")
+        count = int(np.prod(spec["shape"], dtype=np.int64))
+        end = offset + count * dtype.itemsize
+        if end > len(data):
+            raise RecordError("model file is truncated")
+        array = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+        record[spec["name"]] = Array(array.reshape(spec["shape"]))
+        offset = end
+    if offset != len(data):
+        raise RecordError("model file has trailing bytes")
+    return record
+
+
+def save_model(models_dir: Path, record: ArrayRecord) -> str:
+    """Store a model as ``<models_dir>/<sha256>.bin`` (atomically) and return its hash."""
+    data = encode_arrays(record)
+    digest = hashlib.sha256(data).hexdigest()
+    models_dir.mkdir(parents=True, exist_ok=True)
+    target = models_dir / f"{digest}.bin"
+    if not target.exists():
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    return digest
+
+
+def load_model(models_dir: Path, digest: str) -> ArrayRecord:
+    """Load a stored model and check it against ``digest``."""
+    path = models_dir / f"{digest}.bin"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RecordError(f"model {digest[:12]} is not in {models_dir}") from exc
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise RecordError(f"{path} does not match its hash")
+    return decode_arrays(data)
+
+
+def validate_reply_arrays(org: str, sent: ArrayRecord, got: ArrayRecord) -> None:
+    """Refuse a reply whose arrays differ in keys, shapes or dtypes from the model sent, or
+    hold NaN/Inf (G9): such a reply never reaches the strategy; the reason goes on the ledger.
+    """
+    if list(got.keys()) != list(sent.keys()):
+        raise UpdateRejected(org, f"array keys {list(got.keys())[:8]} differ from the model's")
+    for key, array in got.items():
+        expected = sent[key]
+        if array.dtype != expected.dtype or tuple(array.shape) != tuple(expected.shape):
+            raise UpdateRejected(
+                org, f"array {key}: {array.dtype}{list(array.shape)} instead of "
+                f"{expected.dtype}{list(expected.shape)}"
+            )
+        if array.dtype not in _ALLOWED_DTYPES:
+            raise UpdateRejected(org, f"array {key}: dtype {array.dtype} is not allowed")
+        try:
+            values = array.numpy()
+        except (ValueError, TypeError) as exc:
+            raise UpdateRejected(org, f"array {key} cannot be decoded: {exc}") from exc
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise UpdateRejected(org, f"array {key} holds NaN or Inf")

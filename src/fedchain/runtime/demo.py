@@ -1,0 +1,182 @@
+"""``fedchain demo``: a whole consortium on one machine, as separate processes.
+
+A three-organization PKI in a working folder, the aggregator and every organization started as
+their own ``fedchain-server`` / ``fedchain-client`` processes on loopback over real mTLS with
+the embedded ledger, the built-in digits app for N rounds, then the audit, the final accuracy
+next to a centrally trained baseline, and a plot. Plain functions; the CLI only renders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from fedchain.errors import ConfigError, FedchainError, InternalError
+from fedchain.examples.digits_data import holdout
+from fedchain.examples.digits_model import evaluate, init_params, train
+from fedchain.ledger.audit import audit
+from fedchain.ledger.audit_report import AuditReport
+from fedchain.pki import init_consortium
+from fedchain.runtime.arrays import load_model
+
+__all__ = ["DemoResult", "run_demo"]
+
+MARKER = ".fedchain-demo"
+Events = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class DemoResult:
+    """What the demo produced, for the CLI to print."""
+
+    workdir: Path
+    ledger: Path
+    run: str
+    report: AuditReport
+    accuracy: float
+    baseline: float
+    plot: Path | None
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+
+def prepare_workdir(workdir: Path) -> None:
+    """Use ``workdir`` afresh: only an empty folder or an earlier demo's is (re)used."""
+    if workdir.exists():
+        if not (workdir / MARKER).exists() and any(workdir.iterdir()):
+            raise ConfigError(f"{workdir} is not empty and not a fedchain demo folder")
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    (workdir / MARKER).write_text("created by fedchain demo; deleted by the next demo run\n")
+
+
+def _spawn(module: str, args: list[str], log: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    stderr: IO[str] = log.open("w")
+    return subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+        [sys.executable, "-m", module, *args, "--json"],
+        stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
+    )
+
+
+@contextmanager
+def _processes() -> Iterator[list[subprocess.Popen[str]]]:
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def run_demo(workdir: Path, *, rounds: int = 10, orgs: int = 3, secure: bool = False,
+             events: Events | None = None) -> DemoResult:
+    """Run the demo end to end and return its results (raises FedchainError on failure)."""
+    emit = events or (lambda _n, _d: None)
+    prepare_workdir(workdir)
+    names = [f"org{i}" for i in range(1, orgs + 1)]
+    pki, ledger, models, logs = workdir / "pki", workdir / "ledger.sqlite", workdir / "models", workdir / "logs"
+    logs.mkdir()
+    init_consortium(pki, consortium="demo", orgs=names, aggregator=names[0])
+    emit("pki", {"path": str(pki), "orgs": names})
+    common = ["--pki", str(pki), "--ledger", str(ledger)]
+    server_args = [*common, "--models", str(models), "--address", "127.0.0.1:0",
+                   "--rounds", str(rounds), "--min-nodes", str(orgs), "--deadline", "60"]
+    if secure:
+        server_args += ["--app", "fedchain.examples.digits:secure_server_app"]
+    with _processes() as procs:
+        server = _spawn("fedchain.cli.server", server_args, logs / "aggregator.log")
+        procs.append(server)
+        address, run = _await_listening(server, logs / "aggregator.log")
+        for name in names:
+            client_args = [*common, "--org", name, "--server", address, "--exit-when-done"]
+            if secure:
+                client_args += ["--app", "fedchain.examples.digits:secure_client_app"]
+            procs.append(_spawn("fedchain.cli.client", client_args, logs / f"{name}.log"))
+        run = _follow(server, emit) or run
+        if server.wait() != 0:
+            raise FedchainError(f"the aggregator failed; see {logs / 'aggregator.log'}")
+    return _finish(workdir, ledger, models, run, rounds, emit)
+
+
+def _lines(proc: subprocess.Popen[str]) -> IO[str]:
+    if proc.stdout is None:
+        raise InternalError("the aggregator's output is not captured")
+    return proc.stdout
+
+
+def _await_listening(server: subprocess.Popen[str], log: Path) -> tuple[str, str]:
+    for line in _lines(server):
+        event = json.loads(line)
+        if event.get("event") == "listening":
+            return str(event["address"]), str(event.get("run", ""))
+    raise FedchainError(f"the aggregator exited before listening; see {log}")
+
+
+def _follow(server: subprocess.Popen[str], emit: Events) -> str:
+    run = ""
+    for line in _lines(server):
+        event = json.loads(line)
+        name = event.pop("event")
+        run = str(event.get("run", run))
+        emit(name, event)
+    return run
+
+
+def _finish(workdir: Path, ledger: Path, models: Path, run: str, rounds: int, emit: Events) -> DemoResult:
+    report = audit(ledger, models_dir=models)
+    emit("audited", {"entries": report.entries, "ok": report.ok})
+    rows = [r for r in report.rounds if r.run == run] or report.rounds
+    final = next((r.model_sha256 for r in reversed(rows) if r.model_sha256), None)
+    train_set, test_set = holdout(0)
+    accuracy = 0.0
+    if final is not None:
+        params = load_model(models, final).to_numpy_ndarrays()
+        accuracy = evaluate(params, test_set)[1]
+    baseline_params, _ = train(init_params(0), train_set, epochs=2 * rounds, lr=0.1, batch=32,
+                               rng=np.random.default_rng(0))
+    baseline = evaluate(baseline_params, test_set)[1]
+    table = [{"round": r.round, "participants": r.participants, "num_examples": r.num_examples,
+              "dropouts": r.dropouts, "model_sha256": r.model_sha256, **r.metrics} for r in rows]
+    plot = _plot(workdir / "training.png", table)
+    return DemoResult(workdir, ledger, run, report, accuracy, baseline, plot, table)
+
+
+def _plot(path: Path, table: list[dict[str, Any]]) -> Path | None:
+    """Accuracy and loss per round (federated evaluation, from the ledger's close records)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = [row["round"] for row in table if "eval_acc" in row]
+    if not rounds:
+        return None
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
+    acc_ax.plot(rounds, [row["eval_acc"] for row in table if "eval_acc" in row], marker="o")
+    acc_ax.set(title="accuracy (federated evaluation)", xlabel="round", ylim=(0, 1))
+    for key, label in (("eval_loss", "evaluation"), ("train_loss", "training")):
+        values = [row[key] for row in table if key in row]
+        if values:
+            loss_ax.plot(rounds[: len(values)], values, marker="o", label=label)
+    loss_ax.set(title="loss", xlabel="round")
+    loss_ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,347 @@
+"""``LedgerGrid``: a Flower ``Grid`` whose message exchange is the seed protocol.
+
+``send_and_receive`` publishes the tasks on the ledger (one transaction per call), serves the
+payloads on the data plane, waits on the ledger (``Ledger.wait``, no polling of its own) until
+the recipients announced their replies or the deadline passes, applies the selection policy to
+the announced metadata, records the selection, and receives only the selected replies, each
+checked against its ledger hash and validated before the strategy sees it. Any Flower strategy
+or workflow that talks to a ``Grid`` runs on it unchanged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flwr.app import ArrayRecord, Error, Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.supercore.run import Run
+
+from fedchain.errors import FedchainError, TransportError, UpdateRejected
+from fedchain.ledger import Ledger, parse_record
+from fedchain.ledger.canonical import sha256_hex
+from fedchain.runtime.arrays import arrays_sha256, validate_reply_arrays
+from fedchain.runtime.messages import (
+    AGGREGATOR_NODE_ID,
+    bind_task_identity,
+    decode_payload,
+    encode_payload,
+    message_id,
+    run_number,
+    single_arrays,
+    with_metadata,
+)
+from fedchain.runtime.nodes import NodeMap
+from fedchain.runtime.rounds import RoundLog, TaskInfo
+from fedchain.runtime.runs import ResumePoint, resume_point, run_record
+from fedchain.runtime.selection import Announcement, SelectionPolicy, take_all
+from fedchain.transport import DataPlaneServer
+
+__all__ = ["GridSettings", "LedgerGrid"]
+
+log = logging.getLogger(__name__)
+Events = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class GridSettings:
+    """How the aggregator runs rounds: deadlines, early stop, selection, limits."""
+
+    run: str
+    deadline_s: float = 120.0
+    upload_grace_s: float = 60.0
+    wait_for: int | None = None
+    selection: SelectionPolicy = field(default_factory=take_all)
+    max_reply_bytes: int = 1 << 30
+    models_dir: Path | None = None
+    app_sha256: str = "0" * 64
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Sent:
+    task: str
+    org: str
+    message: Message
+    arrays: ArrayRecord | None
+
+
+class LedgerGrid(Grid):
+    """The aggregator's side of the protocol, as a Flower ``Grid``."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        dataplane: DataPlaneServer,
+        orgs: Sequence[str],
+        settings: GridSettings,
+        *,
+        present: Callable[[], Iterable[str]] | None = None,
+        events: Events | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ledger, self.dataplane, self.settings = ledger, dataplane, settings
+        self.nodes = NodeMap(orgs)
+        self._orgs = tuple(orgs)
+        self._present = present or (lambda: self._orgs)
+        self._events = events or (lambda _name, _data: None)
+        self._clock = clock
+        self._run = Run.create_empty(run_number(settings.run))
+        bind_task_identity(self._run.run_id, AGGREGATOR_NODE_ID)
+        self._cursor = ledger.head()
+        self._sent: dict[str, _Sent] = {}
+        self._tasks: dict[str, TaskInfo] = {}
+        self._replies: dict[str, Message] = {}
+        self._rounds: dict[int, RoundLog] = {}
+        self._counter = itertools.count(1)
+        self.round_offset = 0
+        self._run_started = False
+
+    # -- Grid API -----------------------------------------------------------------------
+
+    def set_run(self, run: Run) -> None:
+        self._run = run
+        bind_task_identity(run.run_id, AGGREGATOR_NODE_ID)
+
+    @property
+    def run(self) -> Run:
+        return self._run
+
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
+        return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return [self.nodes.node(org) for org in sorted(self._present()) if org in self._orgs]
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        return self._push(list(messages), self.settings.deadline_s)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        ids = list(message_ids)
+        self._read_ledger(0.0)
+        for task in {self._sent[i].task for i in ids if i in self._sent}:
+            info = self._tasks[task]
+            if info.selected is None and (info.complete(None) or time.monotonic() >= info.deadline):
+                self._select_and_receive(info)
+        return [self._replies.pop(i) for i in ids if i in self._replies]
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        ids = list(self._push(list(messages), timeout or self.settings.deadline_s))
+        tasks = [self._tasks[t] for t in dict.fromkeys(self._sent[i].task for i in ids)]
+        for info in tasks:
+            self._wait_announced(info)
+            self._select_and_receive(info)
+        return [self._replies.pop(i) for i in ids if i in self._replies]
+
+    # -- runs and rounds ----------------------------------------------------------------
+
+    def resume_point(self) -> ResumePoint:
+        """Where this run stands on the ledger (a restarted aggregator continues from here)."""
+        return resume_point(self.ledger, self.settings.run)
+
+    def ensure_run(self, model_sha256: str, strategy: str = "0" * 64) -> None:
+        """Write the ``run`` record unless the run already exists on the ledger."""
+        if self._run_started or self.resume_point().started:
+            self._run_started = True
+            return
+        record = run_record(self.ledger.org, self.settings.run, app=self.settings.app_sha256,
+                            strategy=strategy, model=model_sha256, config=self.settings.config)
+        self.ledger.metadata_publish(parse_record(record))
+        self._run_started = True
+        self._events("run", {"run": self.settings.run, "model_sha256": model_sha256})
+
+    def round_log(self, rnd: int) -> RoundLog:
+        """The bookkeeping of round ``rnd`` (created on first use)."""
+        return self._rounds.setdefault(rnd, RoundLog(rnd))
+
+    def close_round(
+        self, rnd: int, *, model_sha256: str | None, metrics: dict[str, Any] | None = None
+    ) -> None:
+        """Publish the ``close`` record of round ``rnd`` (once)."""
+        log_ = self.round_log(rnd)
+        if log_.closed:
+            return
+        record = log_.close_record(self.ledger.org, self.settings.run, model_sha256, metrics)
+        self.ledger.metadata_publish(parse_record(record))
+        log_.closed = True
+        self._events("closed", {"round": rnd, "model_sha256": model_sha256, **(metrics or {})})
+
+    def open_rounds(self) -> list[int]:
+        return sorted(r for r, lg in self._rounds.items() if not lg.closed)
+
+    # -- the protocol -------------------------------------------------------------------
+
+    def _round_of(self, message: Message) -> int:
+        """The round a message belongs to: its group id when numeric (Flower's convention),
+        else the ``server-round`` its config carries (Flower's strategies set it), else the
+        round in progress."""
+        group = message.metadata.group_id
+        if group.isdigit():
+            return int(group) + self.round_offset
+        if message.has_content():
+            for record in message.content.config_records.values():
+                value = record.get("server-round")
+                if isinstance(value, int) and not isinstance(value, bool):
+                    return value + self.round_offset
+        return max(self._rounds, default=1)
+
+    def _push(self, messages: list[Message], deadline_s: float) -> list[str]:
+        groups: dict[tuple[int, str], list[Message]] = {}
+        for msg in messages:
+            if msg.metadata.dst_node_id not in self.nodes:
+                raise ValueError(f"unknown destination node {msg.metadata.dst_node_id}")
+            key = (self._round_of(msg), msg.metadata.message_type)
+            groups.setdefault(key, []).append(msg)
+        records, ids = [], []
+        for (rnd, mtype), group in groups.items():
+            record, group_ids = self._open_task(rnd, mtype, group, deadline_s)
+            records.append(record)
+            ids.extend(group_ids)
+        if not self._run_started:
+            self.ensure_run(next((r["model_sha256"] for r in records if r["model_sha256"]), "0" * 64))
+        self._auto_close(min((r for r, _ in groups), default=0))
+        if records:
+            self.ledger.metadata_publish([parse_record(r) for r in records])
+        for record in records:
+            self._events("task", {"round": record["round"], "task": record["task"],
+                                  "type": record["type"], "recipients": len(record["recipients"])})
+        return ids
+
+    def _open_task(
+        self, rnd: int, mtype: str, group: list[Message], deadline_s: float
+    ) -> tuple[dict[str, Any], list[str]]:
+        task = f"r{rnd}.{mtype}.{next(self._counter)}"
+        payloads: dict[int, tuple[str, bytes]] = {}
+        recipients, ids, model_sha = [], [], None
+        for msg in group:
+            org = self.nodes.org(msg.metadata.dst_node_id)
+            if id(msg.content) not in payloads:
+                data = encode_payload(msg.content, mtype, msg.metadata.group_id, msg.metadata.ttl)
+                payloads[id(msg.content)] = (sha256_hex(data), data)
+            digest, data = payloads[id(msg.content)]
+            self.dataplane.offer(digest, data, [org], verify=False)
+            arrays = single_arrays(msg.content)
+            if arrays is not None and model_sha is None:
+                model_sha = arrays_sha256(arrays)
+            mid = message_id(task, org)
+            msg.metadata.__dict__["_message_id"] = mid
+            self._sent[mid] = _Sent(task, org, msg, arrays)
+            recipients.append({"org": org, "payload_sha256": digest, "payload_size": len(data)})
+            ids.append(mid)
+        deadline = time.monotonic() + deadline_s
+        self._tasks[task] = TaskInfo(
+            task, rnd, mtype, {r["org"]: message_id(task, r["org"]) for r in recipients},
+            deadline, model_sha, payloads={digest for digest, _ in payloads.values()},
+        )
+        self.round_log(rnd)
+        record = {"v": 1, "kind": "task", "org": self.ledger.org, "run": self.settings.run,
+                  "round": rnd, "task": task, "type": mtype, "model_sha256": model_sha,
+                  "deadline": int((self._clock() + deadline_s) * 1000), "recipients": recipients}
+        return record, ids
+
+    def _auto_close(self, rnd: int) -> None:
+        """Close rounds older than ``rnd`` that nobody closed (strategies without a wrapper)."""
+        for old in self.open_rounds():
+            if old < rnd:
+                self.close_round(old, model_sha256=None)
+
+    def _read_ledger(self, timeout: float) -> None:
+        for entry in self.ledger.wait(self._cursor, timeout):
+            self._cursor = entry.seq
+            record = entry.record
+            info = self._tasks.get(record.task or "")
+            if record.kind == "update" and info is not None and record.org in info.recipients:
+                info.announced[record.org] = dict(record.data)
+                self._events("announced", {"round": info.round, "org": record.org,
+                                           "status": record["status"], "task": info.task})
+
+    def _wait_announced(self, info: TaskInfo) -> None:
+        while not info.complete(self.settings.wait_for):
+            remaining = info.deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._read_ledger(min(remaining, 1.0))
+
+    def _select_and_receive(self, info: TaskInfo) -> None:
+        rlog = self.round_log(info.round)
+        ok = [Announcement(org, rec["update_sha256"], rec["num_examples"], rec["metrics"])
+              for org, rec in sorted(info.announced.items()) if rec["status"] == "ok"]
+        chosen = set(self.settings.selection(ok)) & {a.org for a in ok}
+        info.selected = sorted(chosen)
+        futures = {a.org: self.dataplane.expect(a.org, a.update_sha256, self.settings.max_reply_bytes)
+                   for a in ok if a.org in chosen}
+        if futures:
+            record = {"v": 1, "kind": "selection", "org": self.ledger.org, "run": self.settings.run,
+                      "round": info.round, "task": info.task, "selected": info.selected}
+            self.ledger.metadata_publish(parse_record(record))
+            self._events("selected", {"round": info.round, "task": info.task,
+                                      "selected": info.selected})
+        for org, mid in info.recipients.items():
+            rec = info.announced.get(org)
+            if rec is None:
+                rlog.drop(org, info.type)
+            elif rec["status"] == "error":
+                rlog.drop(org, "error")
+                self._replies[mid] = self._error_reply(mid, str(rec["error"]))
+        deadline = time.monotonic() + self.settings.upload_grace_s
+        for org, future in futures.items():
+            self._receive(info, org, future, deadline, rlog)
+        for digest in info.payloads:
+            self.dataplane.withdraw(digest)
+
+    def _receive(
+        self, info: TaskInfo, org: str, future: Future[bytearray], deadline: float, rlog: RoundLog
+    ) -> None:
+        mid = info.recipients[org]
+        sent = self._sent[mid]
+        try:
+            data = future.result(timeout=max(deadline - time.monotonic(), 0.0))
+            reply = decode_payload(data)
+            if reply.metadata.reply_to_message_id != mid:
+                raise UpdateRejected(org, "reply does not answer this task (replayed?)")
+            if sent.arrays is not None and not reply.has_error():
+                for got in reply.content.array_records.values():
+                    validate_reply_arrays(org, sent.arrays, got)
+        except UpdateRejected as exc:
+            rlog.rejected[org] = exc.reason
+            self._events("rejected", {"round": info.round, "org": org, "reason": exc.reason})
+            return
+        except (FutureTimeout, TransportError, FedchainError) as exc:
+            future.cancel()
+            rlog.drop(org, "upload")
+            log.warning("no usable upload from %s for %s: %s", org, info.task, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - a malformed payload from a peer
+            rlog.rejected[org] = f"undecodable reply: {type(exc).__name__}"
+            return
+        if info.type.startswith("train"):
+            rlog.aggregated[org] = str(info.announced[org]["update_sha256"])
+        self._replies[mid] = with_metadata(
+            reply, message_id=f"{mid}/reply", src_node_id=self.nodes.node(org),
+            dst_node_id=AGGREGATOR_NODE_ID, reply_to_message_id=mid,
+            message_type=sent.message.metadata.message_type,
+            group_id=sent.message.metadata.group_id, run_id=self._run.run_id,
+        )
+        self._events("received", {"round": info.round, "org": org, "bytes": len(data)})
+
+    def _error_reply(self, mid: str, reason: str) -> Message:
+        sent = self._sent[mid]
+        reply = Message(Error(code=0, reason=reason), reply_to=sent.message)
+        return with_metadata(reply, src_node_id=self.nodes.node(sent.org),
+                             message_id=f"{mid}/reply")

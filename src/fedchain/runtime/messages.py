@@ -1,0 +1,123 @@
+"""Flower messages on the wire: task payloads, replies, and the metadata fedchain vouches for.
+
+A task payload is the Flower serialization of a *template* message (content, type, group) that
+is byte-identical for every recipient of the same content, so the ledger shows at a glance
+that every organization was sent the same model (G4). Identifiers that differ per recipient
+(message id, node ids) are derived from the ledger task and set on arrival, never trusted from
+the other side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from typing import Any
+
+from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+from flwr.app import Metadata as FlowerMetadata
+
+from flwr.supercore.task_identity import TaskIdentity
+
+from fedchain.transport.flower_codec import decode_message, encode_message
+
+__all__ = [
+    "AGGREGATOR_NODE_ID",
+    "bind_task_identity",
+    "decode_payload",
+    "encode_payload",
+    "message_id",
+    "num_examples",
+    "run_number",
+    "single_arrays",
+    "small_metrics",
+    "with_metadata",
+]
+
+AGGREGATOR_NODE_ID = 1
+_MAX_METRICS = 64
+_METRIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+
+
+def bind_task_identity(run_id: int, node_id: int) -> None:
+    """Tell Flower which run and node this process acts for (it stamps new messages with it)."""
+    TaskIdentity.task_id = 1
+    TaskIdentity.run_id = run_id
+    TaskIdentity.node_id = node_id
+
+
+def message_id(task: str, org: str) -> str:
+    """The Flower message id of a task's message to ``org`` (a pure function of the ledger)."""
+    return f"{task}/{org}"
+
+
+def run_number(run: str) -> int:
+    """Flower's integer run id for a fedchain run id."""
+    return int.from_bytes(hashlib.sha256(run.encode()).digest()[:8], "big") >> 1
+
+
+def encode_payload(content: RecordDict, message_type: str, group_id: str, ttl: float) -> bytes:
+    """Serialize a template message carrying ``content`` (same bytes for every recipient)."""
+    template = Message(content, 0, message_type, ttl=ttl, group_id=group_id)
+    template.metadata.created_at = 0.0
+    return encode_message(template)
+
+
+def decode_payload(data: bytes | bytearray) -> Message:
+    """Inverse of :func:`encode_payload` / of a client's reply serialization."""
+    return decode_message(bytes(data))
+
+
+def with_metadata(message: Message, **fields: Any) -> Message:
+    """A copy of ``message`` (same content or error) with the given metadata fields replaced."""
+    md = message.metadata
+    values = {
+        "run_id": md.run_id,
+        "message_id": md.message_id,
+        "src_node_id": md.src_node_id,
+        "dst_node_id": md.dst_node_id,
+        "reply_to_message_id": md.reply_to_message_id,
+        "group_id": md.group_id,
+        "created_at": md.created_at,
+        "ttl": md.ttl,
+        "message_type": md.message_type,
+    }
+    values.update(fields)
+    metadata = FlowerMetadata(**values)
+    if message.has_error():
+        return Message(error=message.error, metadata=metadata)
+    return Message(content=message.content, metadata=metadata)
+
+
+def single_arrays(content: RecordDict) -> ArrayRecord | None:
+    """The content's ArrayRecord when it holds exactly one (the model), else None."""
+    arrays = list(content.array_records.values())
+    return arrays[0] if len(arrays) == 1 else None
+
+
+def num_examples(content: RecordDict) -> int:
+    """The ``num-examples`` a reply reports (Flower's convention), 0 when absent or invalid."""
+    for record in content.metric_records.values():
+        value = record.get("num-examples")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return int(value)
+    return 0
+
+
+def small_metrics(content: RecordDict) -> dict[str, float]:
+    """Scalar, finite metrics of a reply, at most 64, for the ``update`` record."""
+    found: dict[str, float] = {}
+    for record in content.metric_records.values():
+        found.update(_scalars(record))
+    return dict(sorted(found.items())[:_MAX_METRICS])
+
+
+def _scalars(record: MetricRecord) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in record.items():
+        name = key.replace(" ", "_")[:64]
+        if not _METRIC_NAME.fullmatch(name):
+            continue
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            out[name] = value
+    return out

@@ -1,0 +1,186 @@
+"""The two long-running processes: the aggregator (``fedchain-server``) and an organization
+(``fedchain-client``), assembled from configuration: identity, consortium, ledger, data plane,
+and the user's Flower app. The CLIs are thin shells over :func:`serve` and :func:`participate`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flwr.app import Context, RecordDict
+
+from fedchain.config import LedgerSettings
+from fedchain.errors import ConfigError, LedgerNotFound
+from fedchain.ledger import Ledger, Query
+from fedchain.ledger.embedded import EmbeddedLedger
+from fedchain.ledger.factory import open_ledger
+from fedchain.pki import Consortium, Identity, load_consortium, load_identity
+from fedchain.runtime.apps import AppRef, load_component, resolve_app
+from fedchain.runtime.client import ClientRuntime, ClientSettings
+from fedchain.runtime.grid import GridSettings, LedgerGrid
+from fedchain.runtime.messages import run_number
+from fedchain.runtime.runs import app_sha256, resume_point
+from fedchain.runtime.selection import SelectionPolicy, take_all
+from fedchain.transport import DataPlaneClient, DataPlaneServer
+
+__all__ = ["ClientOptions", "ServerOptions", "participate", "serve"]
+
+log = logging.getLogger(__name__)
+Events = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class ServerOptions:
+    """Everything the aggregator process needs (built by the CLI from config and flags)."""
+
+    pki: Path
+    identity: Path
+    ledger: LedgerSettings
+    app: str
+    address: str = "127.0.0.1:9443"
+    rounds: int = 3
+    run: str | None = None
+    models_dir: Path = Path("fedchain-models")
+    deadline_s: float = 600.0
+    min_replies: int = 1
+    min_nodes: int | None = None
+    wait_for: int | None = None
+    selection: SelectionPolicy = field(default_factory=take_all)
+    max_payload_bytes: int = 256 << 20
+    run_config: dict[str, Any] = field(default_factory=dict)
+    insecure_dev: bool = False
+    password: bytes | None = None
+
+
+@dataclass
+class ClientOptions:
+    """Everything an organization's process needs."""
+
+    pki: Path
+    identity: Path
+    ledger: LedgerSettings
+    app: str
+    server: str = "127.0.0.1:9443"
+    run: str | None = None
+    exit_when_done: bool = False
+    max_payload_bytes: int = 256 << 20
+    node_config: dict[str, Any] = field(default_factory=dict)
+    insecure_dev: bool = False
+    password: bytes | None = None
+
+
+def _open_or_create(settings: LedgerSettings, identity: Identity, consortium: Consortium) -> Ledger:
+    """Open the configured ledger; the aggregator creates an embedded one on first use."""
+    try:
+        return open_ledger(settings, identity, consortium)
+    except LedgerNotFound:
+        if settings.backend != "embedded" or identity.org != consortium.aggregator:
+            raise
+        if Path(settings.path).exists():
+            raise
+        return EmbeddedLedger.create(settings.path, consortium, identity)
+
+
+def choose_run(ledger: Ledger, app_hash: str, requested: str | None) -> str:
+    """The requested run, else the newest unfinished run of the same app (resume), else a new id."""
+    if requested:
+        return requested
+    for entry in reversed(ledger.metadata_get(Query(kind="run"))):
+        record = entry.record
+        if record["app_sha256"] != app_hash:
+            continue
+        point = resume_point(ledger, str(record.run))
+        if point.rounds is None or point.rounds_closed < point.rounds:
+            return str(record.run)
+        break
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"run-{stamp}-{secrets.token_hex(2)}"
+
+
+def _wait_for_nodes(present: Callable[[], frozenset[str]], count: int, timeout: float,
+                    changed: threading.Condition) -> None:
+    deadline = time.monotonic() + timeout
+    with changed:
+        while len(present()) < count and changed.wait(max(deadline - time.monotonic(), 0)):
+            pass
+
+
+def serve(options: ServerOptions, events: Events | None = None) -> str:
+    """Run the aggregator: data plane up, the ServerApp on a ``LedgerGrid``; returns the run id."""
+    consortium = load_consortium(options.pki)
+    identity = load_identity(options.identity, password=options.password)
+    if identity.org != consortium.aggregator:
+        raise ConfigError(f"{identity.org} is not the consortium's aggregator ({consortium.aggregator})")
+    ref: AppRef = resolve_app(options.app, "serverapp")
+    server_app = load_component(ref)
+    ledger = _open_or_create(options.ledger, identity, consortium)
+    dataplane = DataPlaneServer(identity, consortium, max_payload_bytes=options.max_payload_bytes,
+                                insecure_dev=options.insecure_dev)
+    try:
+        port = dataplane.start(options.address)
+        code_hash = app_sha256(ref.directory or server_app)
+        run = choose_run(ledger, code_hash, options.run)
+        host = options.address.rsplit(":", 1)[0]
+        (events or (lambda _n, _d: None))("listening", {"address": f"{host}:{port}", "run": run})
+        config = {**(ref.run_config or {}), **options.run_config, "rounds": options.rounds}
+        numeric = {k: v for k, v in config.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        grid = LedgerGrid(ledger, dataplane, consortium.orgs, GridSettings(
+            run=run, deadline_s=options.deadline_s, wait_for=options.wait_for,
+            selection=options.selection, max_reply_bytes=options.max_payload_bytes,
+            models_dir=options.models_dir, app_sha256=code_hash, config=numeric,
+        ), present=dataplane.present, events=events)
+        needed = options.min_nodes or int(config.get("min-nodes", 0) or 0)
+        if needed:
+            _wait_for_nodes(dataplane.present, needed, options.deadline_s, dataplane.presence_changed)
+        config.setdefault("min-replies", options.min_replies)
+        context = Context(run_number(run), 0, {}, RecordDict(), config)
+        server_app(grid, context)
+        for rnd in grid.open_rounds():
+            grid.close_round(rnd, model_sha256=None)
+        return run
+    finally:
+        dataplane.stop(grace=1.0)
+        ledger.close()
+
+
+def participate(options: ClientOptions, events: Events | None = None,
+                stop: threading.Event | None = None) -> None:
+    """Run one organization until ``stop`` (or the run is done, with ``exit_when_done``)."""
+    consortium = load_consortium(options.pki)
+    identity = load_identity(options.identity, password=options.password)
+    client_app = load_component(resolve_app(options.app, "clientapp"))
+    ledger = _wait_for_ledger(options.ledger, identity, consortium, stop)
+    dataplane = DataPlaneClient(options.server, identity, consortium, insecure_dev=options.insecure_dev)
+    try:
+        with dataplane.attached():
+            runtime = ClientRuntime(ledger, dataplane, client_app, orgs=consortium.orgs,
+                                    settings=ClientSettings(options.run, options.exit_when_done,
+                                                            options.max_payload_bytes,
+                                                            options.node_config), events=events)
+            runtime.run(stop)
+    finally:
+        dataplane.close()
+        ledger.close()
+
+
+def _wait_for_ledger(settings: LedgerSettings, identity: Identity, consortium: Consortium,
+                     stop: threading.Event | None, timeout: float = 60.0) -> Ledger:
+    """Organizations may start before the aggregator has created the embedded ledger."""
+    deadline, delay = time.monotonic() + timeout, 0.05
+    while True:
+        try:
+            return open_ledger(settings, identity, consortium)
+        except LedgerNotFound:
+            if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
+                raise
+            log.info("waiting for the ledger at %s", settings.path)
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
