@@ -16,7 +16,12 @@ library, with ``raise X(...) from exc``, so callers only ever catch fedchain typ
     │   ├── RuleViolation            a well-formed record that breaks a write rule (has .rule)
     │   ├── LedgerUnavailable        the backend cannot be reached right now (retryable)
     │   ├── LedgerNotFound           no ledger at the configured location
-    │   └── LedgerCorrupted          audit found a bad entry (has .seq)
+    │   ├── LedgerCorrupted          audit found a bad entry (has .seq)
+    │   └── GatewayError             a Fabric Gateway call failed (has .tx_id, .code, .details)
+    │       ├── EndorseError         the proposal was not endorsed
+    │       ├── SubmitError          the endorsed transaction was not accepted for ordering
+    │       ├── CommitStatusError    the commit status could not be obtained
+    │       └── CommitError          the transaction was ordered but failed validation
     ├── TransportError               the mTLS gRPC data plane
     │   ├── PeerAuthError            the peer's identity is wrong for what it asked
     │   ├── PayloadError             a payload that is too large or missing
@@ -38,8 +43,12 @@ from __future__ import annotations
 
 __all__ = [
     "CertificateError",
+    "CommitError",
+    "CommitStatusError",
     "ConfigError",
+    "EndorseError",
     "FedchainError",
+    "GatewayError",
     "HashMismatch",
     "IdentityNotFoundError",
     "InternalError",
@@ -59,6 +68,7 @@ __all__ = [
     "SecAggError",
     "SignatureError",
     "StageError",
+    "SubmitError",
     "TooManyDropouts",
     "TransportError",
     "UpdateRejected",
@@ -133,6 +143,51 @@ class LedgerCorrupted(LedgerError):
         super().__init__(f"entry {seq}: {message}")
         self.seq = seq
         self.detail = message
+
+
+class GatewayError(LedgerError):
+    """A Hyperledger Fabric Gateway call failed.
+
+    ``tx_id`` is the transaction id (empty when there is none yet), ``code`` the gRPC status
+    name (e.g. ``"ABORTED"``; ``None`` when the failure is not a gRPC status), and ``details``
+    the endorsing peers' or orderers' own messages from the ``grpc-status-details-bin`` trailer,
+    as ``(address, msp_id, message)`` tuples. Raised as is when an evaluation fails.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tx_id: str = "",
+        code: str | None = None,
+        details: tuple[tuple[str, str, str], ...] = (),
+    ) -> None:
+        lines = [message] + [f"  {addr or '?'} ({msp or '?'}): {msg}" for addr, msp, msg in details]
+        super().__init__("\n".join(lines))
+        self.tx_id = tx_id
+        self.code = code
+        self.details = details
+        self.detail = message
+
+
+class EndorseError(GatewayError):
+    """The gateway could not collect endorsements (the chaincode refused, or peers failed)."""
+
+
+class SubmitError(GatewayError):
+    """The endorsed transaction was not accepted by the ordering service."""
+
+
+class CommitStatusError(GatewayError):
+    """The gateway could not tell whether the transaction committed (it may still commit)."""
+
+
+class CommitError(GatewayError):
+    """The transaction was ordered but invalidated at commit; ``validation_code`` says why."""
+
+    def __init__(self, message: str, *, tx_id: str, validation_code: str) -> None:
+        super().__init__(message, tx_id=tx_id)
+        self.validation_code = validation_code
 
 
 class TransportError(FedchainError):

@@ -1,0 +1,267 @@
+"""The aggregator's side of the data plane: the ``fedchain.DataPlane`` gRPC service.
+
+Organizations always dial out to this server. Methods (no protoc: generic handlers, raw bytes,
+a JSON header first — see :mod:`fedchain.transport.framing`):
+
+``Ping``   (unary)          ``ping`` header -> ``pong`` header naming the caller's org as the
+                            server sees it.
+``Fetch``  (server stream)  ``fetch`` header -> ``payload`` header, then the chunks. Only a
+                            payload :meth:`DataPlaneServer.offer`-ed to the caller's org.
+``Upload`` (bidi stream)    ``upload`` header -> ``accepted`` | refusal; then the chunks ->
+                            ``received``. The go-ahead means a payload the server does not
+                            :meth:`DataPlaneServer.expect` is refused before a single body byte
+                            is sent ("unselected replies are never transferred").
+
+Every request names its sender (``org``); it must equal the organization of the verified client
+certificate, or the call fails with UNAUTHENTICATED.
+
+.. warning::
+   ``insecure_dev=True`` serves **plaintext** gRPC and **trusts the org a caller claims**. It
+   binds loopback addresses only and is meant for local debugging, never for a deployment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
+from concurrent.futures import Future
+from typing import Any, NoReturn, Protocol, TypeVar
+
+import grpc
+
+from fedchain.errors import FedchainError, PayloadTooLarge, TransportError
+from fedchain.pki import Consortium, Identity
+from fedchain.transport import tls
+from fedchain.transport.framing import (
+    CHUNK_SIZE,
+    SERVICE,
+    FetchRequest,
+    PayloadHeader,
+    PingRequest,
+    UploadHeader,
+    chunk_bytes,
+    encode_header,
+    iter_chunks,
+)
+from fedchain.transport.registry import PayloadRegistry
+from fedchain.transport.status import code_for
+
+__all__ = ["SERVICE", "DataPlaneServer"]
+
+_log = logging.getLogger(__name__)
+
+
+def _abort(context: Any, error: FedchainError) -> NoReturn:
+    """End the call with the status mapped from ``error`` (context.abort raises)."""
+    context.abort(code_for(error), str(error))
+    raise TransportError("grpc context.abort returned")  # pragma: no cover
+
+
+def _deny(context: Any, message: str) -> NoReturn:
+    """End the call as UNAUTHENTICATED: the caller is not who its request says."""
+    context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+    raise TransportError("grpc context.abort returned")  # pragma: no cover
+
+
+class _Claim(Protocol):
+    """A request header naming its sender."""
+
+    @property
+    def org(self) -> str: ...
+
+
+_H = TypeVar("_H", bound=_Claim)
+
+
+class _DataPlaneService:
+    """The RPC handlers; state lives in the registry."""
+
+    def __init__(
+        self, consortium: Consortium, registry: PayloadRegistry, chunk_size: int, insecure: bool
+    ) -> None:
+        self._consortium = consortium
+        self._registry = registry
+        self._chunk_size = chunk_size
+        self._insecure = insecure
+
+    def _identify(self, context: Any, raw: bytes, decode: Callable[[bytes], _H]) -> tuple[str, _H]:
+        """The caller's org and its request header; the header's claim must match the caller.
+
+        With mTLS the org comes from the verified certificate, checked before the header is
+        even parsed; in insecure_dev mode the claim of any member org is taken at its word.
+        """
+        certified = None
+        if not self._insecure:
+            try:
+                certified = tls.peer_org(context, self._consortium)
+            except FedchainError as exc:
+                _deny(context, f"client certificate refused: {exc}")
+        try:
+            head = decode(raw)
+        except FedchainError as exc:
+            _abort(context, exc)
+        if certified is None and head.org not in self._consortium.cas:
+            _deny(context, f"request claims org {head.org!r}, which is not a member")
+        if certified is not None and head.org != certified:
+            _deny(context, f"request claims org {head.org!r} but the caller is {certified!r}")
+        return head.org, head
+
+    def ping(self, request: bytes, context: Any) -> bytes:
+        """Answer the caller's organization as authenticated here."""
+        org, _ = self._identify(context, request, PingRequest.decode)
+        return encode_header("pong", org=org)
+
+    def fetch(self, request: bytes, context: Any) -> Iterator[bytes | memoryview]:
+        """Stream an offered payload: header, then chunks sliced from the one stored copy."""
+        org, ask = self._identify(context, request, FetchRequest.decode)
+        try:
+            view = self._registry.open_offer(org, ask.sha256)
+            if len(view) > ask.max_size:
+                raise PayloadTooLarge(
+                    f"payload {ask.sha256} has {len(view)} bytes, over the caller's {ask.max_size}"
+                )
+        except FedchainError as exc:
+            _abort(context, exc)
+        _log.debug("fetch %s (%d bytes) by %s", ask.sha256[:12], len(view), org)
+        yield PayloadHeader(ask.sha256, len(view)).encode()
+        yield from iter_chunks(view, self._chunk_size)
+
+    def upload(self, requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
+        """Accept an expected upload: refuse or go ahead on the header, then fill and check."""
+        org, head = self._identify(context, next(requests, b""), UploadHeader.decode)
+        try:
+            sink = self._registry.begin_upload(org, head.sha256, head.size)
+        except FedchainError as exc:
+            _abort(context, exc)
+        yield encode_header("accepted", sha256=head.sha256)
+        try:
+            for chunk in requests:
+                sink.write(chunk)
+            sink.finish()
+        except FedchainError as exc:
+            _log.warning("upload %s from %s refused: %s", head.sha256[:12], org, exc)
+            _abort(context, exc)
+        finally:
+            sink.abort()  # no-op once finished or failed; reopens after a broken transfer
+        _log.debug(
+            "upload %s (%d bytes) from %s, task %s", head.sha256[:12], head.size, org, head.task
+        )
+        yield encode_header("received", sha256=head.sha256)
+
+    def handler(self) -> Any:
+        """The generic handler registering the three methods under :data:`SERVICE`."""
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "Ping": grpc.unary_unary_rpc_method_handler(self.ping),
+                "Fetch": grpc.unary_stream_rpc_method_handler(
+                    self.fetch, response_serializer=chunk_bytes
+                ),
+                "Upload": grpc.stream_stream_rpc_method_handler(self.upload),
+            },
+        )
+
+
+class DataPlaneServer:
+    """The data-plane server hosted by ``fedchain-server`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        consortium: Consortium,
+        *,
+        max_payload_bytes: int,
+        insecure_dev: bool = False,
+        chunk_size: int = CHUNK_SIZE,
+        max_workers: int = 16,
+    ) -> None:
+        self.identity = identity
+        self.consortium = consortium
+        self.insecure_dev = insecure_dev
+        self.chunk_size = chunk_size
+        self._registry = PayloadRegistry(max_payload_bytes)
+        self._service = _DataPlaneService(consortium, self._registry, chunk_size, insecure_dev)
+        self._max_workers = max_workers
+        self._server: Any = None
+
+    def start(self, address: str) -> int:
+        """Bind ``address`` (e.g. ``"127.0.0.1:0"``), start serving, return the bound port."""
+        if self._server is not None:
+            raise TransportError("the data-plane server is already started")
+        if self.insecure_dev:
+            tls.require_loopback(address)
+        else:
+            tls.split_address(address)
+        server = grpc.server(
+            futures.ThreadPoolExecutor(self._max_workers, thread_name_prefix="dataplane"),
+            handlers=[self._service.handler()],
+            options=tls.server_options(self.chunk_size),
+        )
+        try:
+            if self.insecure_dev:
+                _log.warning(
+                    "INSECURE DEV MODE: plaintext data plane on %s; claims trusted", address
+                )
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(
+                    address, tls.server_credentials(self.identity, self.consortium)
+                )
+        except RuntimeError as exc:
+            raise TransportError(f"cannot bind the data plane to {address}: {exc}") from exc
+        if not port:
+            raise TransportError(f"cannot bind the data plane to {address}")
+        server.start()
+        self._server = server
+        return int(port)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop serving; running calls get ``grace`` seconds to finish. Offers are cleared."""
+        if self._server is not None:
+            self._server.stop(grace).wait()
+            self._server = None
+        self._registry.clear()
+
+    def __enter__(self) -> DataPlaneServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(None)
+
+    # -- payload table (see fedchain.transport.registry) -----------------------------------
+
+    def offer(
+        self,
+        sha256: str,
+        data: bytes | bytearray | memoryview,
+        allowed_orgs: Iterable[str],
+        *,
+        verify: bool = True,
+    ) -> None:
+        """Serve ``data`` (kept by reference) under ``sha256`` to ``allowed_orgs``."""
+        self._registry.offer(sha256, data, allowed_orgs, verify=verify)
+
+    def expect(self, org: str, sha256: str, max_size: int | None = None) -> Future[bytearray]:
+        """Accept one upload of ``sha256`` from ``org``; the future yields its bytes.
+
+        The future fails with PayloadTooLarge or HashMismatch when the org sends a payload
+        that can never be right; ``future.cancel()`` withdraws the expectation.
+        """
+        return self._registry.expect(org, sha256, max_size)
+
+    def withdraw(self, sha256: str) -> None:
+        """Stop offering ``sha256`` and cancel its expectations (memory freed after transfers)."""
+        self._registry.withdraw(sha256)
+
+    def clear(self) -> None:
+        """Withdraw every offer and expectation (end of a round)."""
+        self._registry.clear()
+
+    def offered(self) -> frozenset[str]:
+        """Digests currently offered."""
+        return self._registry.offered()
+
+    def expected(self) -> frozenset[tuple[str, str]]:
+        """``(org, sha256)`` uploads still awaited."""
+        return self._registry.expected()
