@@ -163,6 +163,7 @@ def _plot(path: Path, table: list[dict[str, Any]]) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rounds = [row["round"] for row in table if "eval_acc" in row]
     if not rounds:
@@ -176,6 +177,9 @@ def _plot(path: Path, table: list[dict[str, Any]]) -> Path | None:
             loss_ax.plot(rounds[: len(values)], values, marker="o", label=label)
     loss_ax.set(title="loss", xlabel="round")
     loss_ax.legend()
+    for ax in (acc_ax, loss_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

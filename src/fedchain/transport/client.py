@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -35,6 +36,7 @@ from fedchain.transport.framing import (
     iter_chunks,
     sha256_hex,
 )
+from fedchain.transport.presence import AttachLoop
 from fedchain.transport.status import error_from_rpc
 
 __all__ = ["DEFAULT_TIMEOUT", "DataPlaneClient"]
@@ -90,6 +92,7 @@ class DataPlaneClient:
         self._channel = channel
         self._ping = channel.unary_unary(f"/{SERVICE}/Ping")
         self._fetch = channel.unary_stream(f"/{SERVICE}/Fetch")
+        self._attach = channel.unary_stream(f"/{SERVICE}/Attach")
         self._upload = channel.stream_stream(f"/{SERVICE}/Upload", request_serializer=chunk_bytes)
 
     def _dial(
@@ -119,6 +122,17 @@ class DataPlaneClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextmanager
+    def attached(self) -> Iterator[AttachLoop]:
+        """Stay attached (counted present by the aggregator) for the duration of the block."""
+        request = PingRequest(self.identity.org).encode()
+        loop = AttachLoop(lambda: self._attach(request))
+        loop.start()
+        try:
+            yield loop
+        finally:
+            loop.stop()
 
     def ping(self) -> str:
         """The organization the server authenticated us as (checks connectivity and identity)."""

@@ -23,6 +23,7 @@ certificate, or the call fails with UNAUTHENTICATED.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from concurrent.futures import Future
@@ -44,6 +45,7 @@ from fedchain.transport.framing import (
     encode_header,
     iter_chunks,
 )
+from fedchain.transport.presence import HEARTBEAT_S, Presence
 from fedchain.transport.registry import PayloadRegistry
 from fedchain.transport.status import code_for
 
@@ -84,6 +86,7 @@ class _DataPlaneService:
         self._registry = registry
         self._chunk_size = chunk_size
         self._insecure = insecure
+        self.presence = Presence()
 
     def _identify(self, context: Any, raw: bytes, decode: Callable[[bytes], _H]) -> tuple[str, _H]:
         """The caller's org and its request header; the header's claim must match the caller.
@@ -149,6 +152,16 @@ class _DataPlaneService:
         )
         yield encode_header("received", sha256=head.sha256)
 
+    def attach(self, request: bytes, context: Any) -> Iterator[bytes]:
+        """Hold the caller present until the call ends; heartbeats let both sides notice loss."""
+        org, _ = self._identify(context, request, PingRequest.decode)
+        ended = threading.Event()
+        context.add_callback(ended.set)
+        with self.presence.attached(org):
+            yield encode_header("attached", org=org)
+            while not ended.wait(HEARTBEAT_S) and context.is_active():
+                yield encode_header("heartbeat", org=org)
+
     def handler(self) -> Any:
         """The generic handler registering the three methods under :data:`SERVICE`."""
         return grpc.method_handlers_generic_handler(
@@ -159,6 +172,7 @@ class _DataPlaneService:
                     self.fetch, response_serializer=chunk_bytes
                 ),
                 "Upload": grpc.stream_stream_rpc_method_handler(self.upload),
+                "Attach": grpc.unary_stream_rpc_method_handler(self.attach),
             },
         )
 
@@ -174,7 +188,7 @@ class DataPlaneServer:
         max_payload_bytes: int,
         insecure_dev: bool = False,
         chunk_size: int = CHUNK_SIZE,
-        max_workers: int = 16,
+        max_workers: int | None = None,
     ) -> None:
         self.identity = identity
         self.consortium = consortium
@@ -182,7 +196,8 @@ class DataPlaneServer:
         self.chunk_size = chunk_size
         self._registry = PayloadRegistry(max_payload_bytes)
         self._service = _DataPlaneService(consortium, self._registry, chunk_size, insecure_dev)
-        self._max_workers = max_workers
+        # Every attached organization holds one worker for its Attach call.
+        self._max_workers = max_workers or 16 + 2 * len(consortium.cas)
         self._server: Any = None
 
     def start(self, address: str) -> int:
@@ -249,6 +264,15 @@ class DataPlaneServer:
         that can never be right; ``future.cancel()`` withdraws the expectation.
         """
         return self._registry.expect(org, sha256, max_size)
+
+    def present(self) -> frozenset[str]:
+        """Organizations currently attached (``fedchain-client`` processes that are up)."""
+        return self._service.presence.orgs()
+
+    @property
+    def presence_changed(self) -> threading.Condition:
+        """Notified whenever an organization attaches or detaches."""
+        return self._service.presence.changed
 
     def withdraw(self, sha256: str) -> None:
         """Stop offering ``sha256`` and cancel its expectations (memory freed after transfers)."""
