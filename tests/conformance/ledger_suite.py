@@ -35,21 +35,51 @@ SCENARIOS = [
 
 def run_record(run: str = "r1") -> dict[str, Any]:
     h = "ab" * 32
-    return {"v": 1, "kind": "run", "org": "org1", "run": run, "app_sha256": h,
-            "strategy_sha256": h, "model_sha256": h, "config": {"rounds": 2}}
+    return {
+        "v": 1,
+        "kind": "run",
+        "org": "org1",
+        "run": run,
+        "app_sha256": h,
+        "strategy_sha256": h,
+        "model_sha256": h,
+        "config": {"rounds": 2},
+    }
 
 
 def task_record(task: str, rnd: int, run: str = "r1") -> dict[str, Any]:
-    recipients = [{"org": o, "payload_sha256": "cd" * 32, "payload_size": 10}
-                  for o in ("org2", "org3")]
-    return {"v": 1, "kind": "task", "org": "org1", "run": run, "round": rnd, "task": task,
-            "type": "train", "model_sha256": None, "deadline": 0, "recipients": recipients}
+    recipients = [
+        {"org": o, "payload_sha256": "cd" * 32, "payload_size": 10} for o in ("org2", "org3")
+    ]
+    return {
+        "v": 1,
+        "kind": "task",
+        "org": "org1",
+        "run": run,
+        "round": rnd,
+        "task": task,
+        "type": "train",
+        "model_sha256": None,
+        "deadline": 0,
+        "recipients": recipients,
+    }
 
 
 def update_record(org: str, task: str, rnd: int) -> dict[str, Any]:
-    return {"v": 1, "kind": "update", "org": org, "run": "r1", "round": rnd, "task": task,
-            "status": "ok", "update_sha256": "ef" * 32, "update_size": 5, "num_examples": 3,
-            "metrics": {"loss": 0.25}, "error": None}
+    return {
+        "v": 1,
+        "kind": "update",
+        "org": org,
+        "run": "r1",
+        "round": rnd,
+        "task": task,
+        "status": "ok",
+        "update_sha256": "ef" * 32,
+        "update_size": 5,
+        "num_examples": 3,
+        "metrics": {"loss": 0.25},
+        "error": None,
+    }
 
 
 class LedgerConformance:
@@ -58,7 +88,9 @@ class LedgerConformance:
     __test__ = False
 
     @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s["name"])
-    def test_write_sequence_vectors(self, open_ledger: OpenLedger, scenario: dict[str, Any]) -> None:
+    def test_write_sequence_vectors(
+        self, open_ledger: OpenLedger, scenario: dict[str, Any]
+    ) -> None:
         handles = {org: open_ledger(org) for org in ("org1", "org2", "org3")}
         for i, step in enumerate(scenario["steps"][1:], start=1):
             ledger = handles[step["signer"]]
@@ -77,9 +109,12 @@ class LedgerConformance:
     def test_publish_returns_entries_in_order(self, open_ledger: OpenLedger) -> None:
         agg = open_ledger("org1")
         head = agg.head()
-        entries = agg.metadata_publish([parse_record(run_record()), parse_record(task_record("t1", 1))])
+        entries = agg.metadata_publish(
+            [parse_record(run_record()), parse_record(task_record("t1", 1))]
+        )
         assert [e.seq for e in entries] == sorted(e.seq for e in entries)
-        assert entries[0].seq > head and agg.head() == entries[-1].seq
+        assert entries[0].seq > head
+        assert agg.head() == entries[-1].seq
         assert [e.record.kind for e in entries] == ["run", "task"]
         assert all(e.signer == "org1" for e in entries)
 
@@ -93,7 +128,8 @@ class LedgerConformance:
         assert org2.metadata_get(Query(round=2)) == []
         assert len(agg.metadata_get(Query(run="r1"))) == 4
         first = agg.metadata_get(Query(run="r1", limit=1))
-        assert len(first) == 1 and first[0].record.kind == "run"
+        assert len(first) == 1
+        assert first[0].record.kind == "run"
         later = agg.metadata_get(Query(after=first[0].seq, kind="update"))
         assert {e.record.org for e in later} == {"org2", "org3"}
 
@@ -102,7 +138,8 @@ class LedgerConformance:
         record = parse_record(run_record())
         agg.metadata_publish(record)
         (got,) = open_ledger("org2").metadata_get(Query(kind="run"))
-        assert got.record.canonical == record.canonical and got.record.hash == record.hash
+        assert got.record.canonical == record.canonical
+        assert got.record.hash == record.hash
 
     def test_wait_times_out_empty_then_sees_a_new_entry(self, open_ledger: OpenLedger) -> None:
         agg, org2 = open_ledger("org1"), open_ledger("org2")
@@ -131,7 +168,8 @@ class LedgerConformance:
         agg.metadata_publish(parse_record(run_record()))
         agg.metadata_publish(parse_record(task_record("t1", 1)))
         thread.join(10)
-        assert not thread.is_alive() and seen == ["run", "task"]
+        assert not thread.is_alive()
+        assert seen == ["run", "task"]
 
     def test_refused_batch_leaves_ledger_unchanged(self, open_ledger: OpenLedger) -> None:
         agg = open_ledger("org1")

@@ -1,4 +1,4 @@
-"""The shared ledger vectors: canonical bytes and write-rule outcomes (the chaincode runs them too)."""
+"""Shared ledger vectors: canonical bytes and write-rule outcomes (chaincode runs them too)."""
 
 from __future__ import annotations
 

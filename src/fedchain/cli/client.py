@@ -21,16 +21,26 @@ Opt = typer.Option
 @app.command()
 @run_cli
 def client(
-    config: Annotated[Path | None, Opt(help="fedchain.toml (default: ./fedchain.toml if present)")] = None,
-    org: Annotated[str | None, Opt(help="Organization id (identity <pki>/<org>/users/client1)")] = None,
-    app_ref: Annotated[str | None, Opt("--app", help="ClientApp as module:attr or a Flower app directory")] = None,
+    config: Annotated[
+        Path | None, Opt(help="fedchain.toml (default: ./fedchain.toml if present)")
+    ] = None,
+    org: Annotated[
+        str | None, Opt(help="Organization id (identity <pki>/<org>/users/client1)")
+    ] = None,
+    app_ref: Annotated[
+        str | None, Opt("--app", help="ClientApp as module:attr or a Flower app directory")
+    ] = None,
     pki: Annotated[Path | None, Opt(help="Consortium PKI folder")] = None,
-    identity: Annotated[Path | None, Opt(help="This organization's identity folder (MSP layout)")] = None,
+    identity: Annotated[
+        Path | None, Opt(help="This organization's identity folder (MSP layout)")
+    ] = None,
     server: Annotated[str | None, Opt(help="Aggregator data-plane address host:port")] = None,
     ledger: Annotated[Path | None, Opt(help="Embedded ledger file")] = None,
     ledger_backend: Annotated[str | None, Opt(help="memory | embedded | fabric")] = None,
     run: Annotated[str | None, Opt(help="Follow only this run")] = None,
-    exit_when_done: Annotated[bool, Opt(help="Exit when the followed run's last round closes")] = False,
+    exit_when_done: Annotated[
+        bool, Opt(help="Exit when the followed run's last round closes")
+    ] = False,
     password_env: Annotated[str | None, Opt(help="Variable holding the key password")] = None,
     insecure_dev: Annotated[bool, Opt(help="Plaintext on loopback only (development)")] = False,
     json_output: Annotated[bool, Opt("--json", help="Machine-readable events on stdout")] = False,
@@ -39,9 +49,18 @@ def client(
     """Run an organization: follow the ledger, train locally, announce and send updates."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     options = client_options(
-        load(config), org=org, app=app_ref, pki=pki, identity=identity, server=server,
-        ledger=ledger, ledger_backend=ledger_backend, run=run, exit_when_done=exit_when_done,
-        password=password_from_env(password_env), insecure_dev=insecure_dev,
+        load(config),
+        org=org,
+        app=app_ref,
+        pki=pki,
+        identity=identity,
+        server=server,
+        ledger=ledger,
+        ledger_backend=ledger_backend,
+        run=run,
+        exit_when_done=exit_when_done,
+        password=password_from_env(password_env),
+        insecure_dev=insecure_dev,
     )
     label = org or options.identity.parent.parent.name
     with EventSink(as_json=json_output, rounds=None, label=label) as sink:

@@ -19,7 +19,9 @@ Opt = typer.Option
 @run_cli
 def demo(
     rounds: Annotated[int, Opt(min=1, max=200, help="Federated rounds")] = 10,
-    workdir: Annotated[Path, Opt(help="Working folder (replaced on each demo run)")] = Path("fedchain-demo"),
+    workdir: Annotated[Path, Opt(help="Working folder (replaced on each demo run)")] = Path(
+        "fedchain-demo"
+    ),
     orgs: Annotated[int, Opt(min=2, max=8, help="Number of organizations")] = 3,
     secure: Annotated[bool, Opt(help="Secure aggregation (pairwise masking)")] = False,
     json_output: Annotated[bool, Opt("--json", help="Machine-readable output")] = False,
@@ -34,10 +36,17 @@ def demo(
 
 
 def _summary(result: DemoResult) -> dict[str, Any]:
-    return {"event": "result", "run": result.run, "ledger": str(result.ledger),
-            "accuracy": result.accuracy, "baseline": result.baseline, "audit_ok": result.report.ok,
-            "entries": result.report.entries, "plot": str(result.plot) if result.plot else None,
-            "rounds": result.rounds}
+    return {
+        "event": "result",
+        "run": result.run,
+        "ledger": str(result.ledger),
+        "accuracy": result.accuracy,
+        "baseline": result.baseline,
+        "audit_ok": result.report.ok,
+        "entries": result.report.entries,
+        "plot": str(result.plot) if result.plot else None,
+        "rounds": result.rounds,
+    }
 
 
 def _render(result: DemoResult) -> None:
@@ -46,15 +55,23 @@ def _render(result: DemoResult) -> None:
         table.add_column(column)
     for row in result.rounds:
         acc = row.get("eval_acc")
-        table.add_row(str(row["round"]), ", ".join(row["participants"]),
-                      " ".join(f"{o}:{n}" for o, n in sorted(row["num_examples"].items())),
-                      ", ".join(row["dropouts"]) or "-", "-" if acc is None else f"{acc:.3f}",
-                      (row["model_sha256"] or "-")[:16])
+        table.add_row(
+            str(row["round"]),
+            ", ".join(row["participants"]),
+            " ".join(f"{o}:{n}" for o, n in sorted(row["num_examples"].items())),
+            ", ".join(row["dropouts"]) or "-",
+            "-" if acc is None else f"{acc:.3f}",
+            (row["model_sha256"] or "-")[:16],
+        )
     console.print(table)
     status = "[green]intact[/]" if result.report.ok else "[red]FAILED[/]"
-    console.print(f"audit: {status} ({result.report.entries} entries, signatures and rules verified)")
-    console.print(f"final accuracy on the hold-out set: [bold]{result.accuracy:.3f}[/] "
-                  f"(centrally trained baseline: {result.baseline:.3f})")
+    console.print(
+        f"audit: {status} ({result.report.entries} entries, signatures and rules verified)"
+    )
+    console.print(
+        f"final accuracy on the hold-out set: [bold]{result.accuracy:.3f}[/] "
+        f"(centrally trained baseline: {result.baseline:.3f})"
+    )
     console.print(f"ledger: {result.ledger}")
     if result.plot is not None:
         console.print(f"plot: {result.plot}")

@@ -50,12 +50,15 @@ def server_options(settings: Settings, **flags: Any) -> ServerOptions:
         identity = pki / load_consortium(pki).aggregator / "users" / AGGREGATOR_NAME
     srv = settings.server
     selection = flags.get("selection") or srv.selection
-    policy = policy_named(selection, k=flags.get("k") or srv.k,
-                          key=flags.get("selection_key") or srv.selection_key,
-                          minimum=flags.get("threshold") if flags.get("threshold") is not None
-                          else srv.threshold)
+    policy = policy_named(
+        selection,
+        k=flags.get("k") or srv.k,
+        key=flags.get("selection_key") or srv.selection_key,
+        minimum=flags.get("threshold") if flags.get("threshold") is not None else srv.threshold,
+    )
     return ServerOptions(
-        pki=pki, identity=identity,
+        pki=pki,
+        identity=identity,
         ledger=_ledger(settings, flags.get("ledger"), flags.get("ledger_backend")),
         app=flags.get("app") or srv.app or DEFAULT_SERVER_APP,
         address=flags.get("address") or srv.address,
@@ -82,11 +85,14 @@ def client_options(settings: Settings, **flags: Any) -> ClientOptions:
     if identity is None:
         org_id = flags.get("org") or (org.id if org else None)
         if not org_id:
-            raise ConfigError("give --identity DIR or --org ORG (or [organization] in fedchain.toml)")
+            raise ConfigError(
+                "give --identity DIR or --org ORG (or [organization] in fedchain.toml)"
+            )
         identity = pki / org_id / "users" / "client1"
     cli = settings.client
     return ClientOptions(
-        pki=pki, identity=identity,
+        pki=pki,
+        identity=identity,
         ledger=_ledger(settings, flags.get("ledger"), flags.get("ledger_backend")),
         app=flags.get("app") or cli.app or DEFAULT_CLIENT_APP,
         server=flags.get("server") or cli.server,

@@ -21,7 +21,9 @@ class EventSink:
     Thread-safe: the runtimes emit from their own threads.
     """
 
-    def __init__(self, *, as_json: bool, rounds: int | None, label: str, console: Console | None = None) -> None:
+    def __init__(
+        self, *, as_json: bool, rounds: int | None, label: str, console: Console | None = None
+    ) -> None:
         self.as_json = as_json
         self.label = label
         self._lock = threading.Lock()
@@ -32,8 +34,12 @@ class EventSink:
         self._bar: Any = None
         if not as_json:
             self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                TimeElapsedColumn(), console=console or Console(stderr=True), transient=False,
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                console=console or Console(stderr=True),
+                transient=False,
             )
             self._bar = self._progress.add_task(f"{label}: waiting", total=rounds or 1)
 
@@ -49,7 +55,12 @@ class EventSink:
     def __call__(self, name: str, data: dict[str, Any]) -> None:
         with self._lock:
             if self.as_json:
-                event = {"event": name, "who": self.label, "t": round(time.monotonic() - self._start, 4), **data}
+                event = {
+                    "event": name,
+                    "who": self.label,
+                    "t": round(time.monotonic() - self._start, 4),
+                    **data,
+                }
                 sys.stdout.write(json.dumps(event, default=str) + "\n")
                 sys.stdout.flush()
                 return
@@ -63,12 +74,20 @@ class EventSink:
             self._participants.clear()
         if name in {"announced", "received"} and "org" in data:
             self._participants.add(str(data["org"]))
-        phase = {"task": f"{data.get('type', 'task')} sent", "announced": "updates announced",
-                 "selected": "selected", "received": "receiving", "closed": "closed",
-                 "uploaded": "uploaded", "error": "error"}.get(name, name)
+        phase = {
+            "task": f"{data.get('type', 'task')} sent",
+            "announced": "updates announced",
+            "selected": "selected",
+            "received": "receiving",
+            "closed": "closed",
+            "uploaded": "uploaded",
+            "error": "error",
+        }.get(name, name)
         who = f" · {len(self._participants)} orgs" if self._participants else ""
         took = f" · {time.monotonic() - self._round_start:.2f}s"
-        self._progress.update(self._bar, description=f"{self.label}: round {rnd} · {phase}{who}{took}")
+        self._progress.update(
+            self._bar, description=f"{self.label}: round {rnd} · {phase}{who}{took}"
+        )
         if name == "closed":
             self._progress.update(self._bar, completed=int(rnd or 0))
             self._round_start = time.monotonic()

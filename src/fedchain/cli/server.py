@@ -21,8 +21,12 @@ Opt = typer.Option
 @app.command()
 @run_cli
 def server(
-    config: Annotated[Path | None, Opt(help="fedchain.toml (default: ./fedchain.toml if present)")] = None,
-    app_ref: Annotated[str | None, Opt("--app", help="ServerApp as module:attr or a Flower app directory")] = None,
+    config: Annotated[
+        Path | None, Opt(help="fedchain.toml (default: ./fedchain.toml if present)")
+    ] = None,
+    app_ref: Annotated[
+        str | None, Opt("--app", help="ServerApp as module:attr or a Flower app directory")
+    ] = None,
     rounds: Annotated[int | None, Opt(min=1, help="Number of rounds")] = None,
     pki: Annotated[Path | None, Opt(help="Consortium PKI folder (fedchain pki init)")] = None,
     identity: Annotated[Path | None, Opt(help="Aggregator identity folder (MSP layout)")] = None,
@@ -30,11 +34,19 @@ def server(
     ledger_backend: Annotated[str | None, Opt(help="memory | embedded | fabric")] = None,
     address: Annotated[str | None, Opt(help="Data-plane listen address host:port")] = None,
     models: Annotated[Path | None, Opt(help="Folder for global models, stored by SHA-256")] = None,
-    run: Annotated[str | None, Opt(help="Run id (default: resume the unfinished run or start one)")] = None,
+    run: Annotated[
+        str | None, Opt(help="Run id (default: resume the unfinished run or start one)")
+    ] = None,
     deadline: Annotated[float | None, Opt(help="Seconds to wait for replies per task")] = None,
-    min_replies: Annotated[int | None, Opt(help="Quorum: fewest valid replies to aggregate")] = None,
-    min_nodes: Annotated[int | None, Opt(help="Wait until this many organizations are connected")] = None,
-    wait_for: Annotated[int | None, Opt(help="Proceed once this many replies are announced")] = None,
+    min_replies: Annotated[
+        int | None, Opt(help="Quorum: fewest valid replies to aggregate")
+    ] = None,
+    min_nodes: Annotated[
+        int | None, Opt(help="Wait until this many organizations are connected")
+    ] = None,
+    wait_for: Annotated[
+        int | None, Opt(help="Proceed once this many replies are announced")
+    ] = None,
     selection: Annotated[str | None, Opt(help="all | top-k | threshold")] = None,
     selection_key: Annotated[str | None, Opt(help="Metadata key for top-k / threshold")] = None,
     k: Annotated[int | None, Opt(help="k for top-k")] = None,
@@ -47,11 +59,26 @@ def server(
     """Run the aggregator: coordinate rounds on the ledger, move models over mTLS gRPC."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     options = server_options(
-        load(config), app=app_ref, rounds=rounds, pki=pki, identity=identity, ledger=ledger,
-        ledger_backend=ledger_backend, address=address, models=models, run=run,
-        deadline=deadline, min_replies=min_replies, min_nodes=min_nodes, wait_for=wait_for,
-        selection=selection, selection_key=selection_key, k=k, threshold=threshold,
-        password=password_from_env(password_env), insecure_dev=insecure_dev,
+        load(config),
+        app=app_ref,
+        rounds=rounds,
+        pki=pki,
+        identity=identity,
+        ledger=ledger,
+        ledger_backend=ledger_backend,
+        address=address,
+        models=models,
+        run=run,
+        deadline=deadline,
+        min_replies=min_replies,
+        min_nodes=min_nodes,
+        wait_for=wait_for,
+        selection=selection,
+        selection_key=selection_key,
+        k=k,
+        threshold=threshold,
+        password=password_from_env(password_env),
+        insecure_dev=insecure_dev,
     )
     with EventSink(as_json=json_output, rounds=options.rounds, label="aggregator") as sink:
         run_id = serve(options, sink)

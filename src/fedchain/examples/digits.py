@@ -37,7 +37,7 @@ def train_handler(msg: Message, context: Context) -> Message:
     rnd = int(config.get("server-round", 0))
     rng = np.random.default_rng([seed, index, rnd])
     params, loss = train(msg.content["arrays"].to_numpy_ndarrays(), local_train,
-                         epochs=int(config.get("epochs", 2)), lr=float(config.get("lr", 0.1)),
+                         epochs=int(config.get("epochs", 5)), lr=float(config.get("lr", 0.2)),
                          batch=int(config.get("batch", 32)), rng=rng)
     metrics = MetricRecord({"train_loss": loss, "num-examples": len(local_train.y)})
     return Message(RecordDict({"arrays": ArrayRecord(params), "metrics": metrics}), reply_to=msg)
@@ -68,6 +68,6 @@ def main(grid: Grid, context: Context) -> None:
         initial_arrays=ArrayRecord(init_params(int(cfg.get("seed", 0)))),
         num_rounds=int(cfg.get("rounds", 10)),
         timeout=float(cfg.get("round-timeout", 120.0)),
-        train_config=ConfigRecord({"lr": float(cfg.get("lr", 0.1)),
-                                   "epochs": int(cfg.get("epochs", 2)), "batch": 32}),
+        train_config=ConfigRecord({"lr": float(cfg.get("lr", 0.2)),
+                                   "epochs": int(cfg.get("epochs", 5)), "batch": 32}),
     )

@@ -44,7 +44,9 @@ def holdout(seed: int = 0) -> tuple[Split, Split]:
     return _shuffled(seed)
 
 
-def dirichlet_partition(labels: np.ndarray, parts: int, alpha: float, seed: int) -> list[np.ndarray]:
+def dirichlet_partition(
+    labels: np.ndarray, parts: int, alpha: float, seed: int
+) -> list[np.ndarray]:
     """Indices of ``labels`` for each of ``parts`` partitions, label-skewed by Dirichlet(α)."""
     rng = np.random.default_rng(seed)
     buckets: list[list[int]] = [[] for _ in range(parts)]

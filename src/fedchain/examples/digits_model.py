@@ -34,7 +34,9 @@ def _forward(params: Params, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hidden, probs / probs.sum(axis=1, keepdims=True)
 
 
-def train(params: Params, data: Split, *, epochs: int, lr: float, batch: int, rng: np.random.Generator) -> tuple[Params, float]:
+def train(
+    params: Params, data: Split, *, epochs: int, lr: float, batch: int, rng: np.random.Generator
+) -> tuple[Params, float]:
     """Mini-batch SGD on ``data``; returns new parameters and the mean training loss."""
     w1, b1, w2, b2 = (p.astype(np.float32, copy=True) for p in params)
     losses = []

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 class LedgerStrategy(Strategy):
     """Records every round of ``inner`` on the ledger; aggregates only with ``min_replies``."""
 
-    def __init__(self, inner: Strategy, *, min_replies: int = 1, models_dir: Path | None = None) -> None:
+    def __init__(
+        self, inner: Strategy, *, min_replies: int = 1, models_dir: Path | None = None
+    ) -> None:
         self.inner = inner
         self.min_replies = min_replies
         self.models_dir = models_dir
@@ -59,10 +61,13 @@ class LedgerStrategy(Strategy):
         if num_rounds <= 0:
             log.info("every round of this run is already closed on the ledger")
             return Result(arrays=initial_arrays)
-        return super().start(grid, initial_arrays, num_rounds, timeout, train_config,
-                             evaluate_config, evaluate_fn)
+        return super().start(
+            grid, initial_arrays, num_rounds, timeout, train_config, evaluate_config, evaluate_fn
+        )
 
-    def _resume(self, grid: LedgerGrid, arrays: ArrayRecord, rounds: int) -> tuple[ArrayRecord, int]:
+    def _resume(
+        self, grid: LedgerGrid, arrays: ArrayRecord, rounds: int
+    ) -> tuple[ArrayRecord, int]:
         point = grid.resume_point()
         models = self.models_dir or grid.settings.models_dir
         if not point.started:
@@ -74,7 +79,11 @@ class LedgerStrategy(Strategy):
         grid.round_offset = point.rounds_closed
         if point.rounds_closed and point.model_sha256 and models is not None:
             arrays = load_model(models, point.model_sha256)
-            log.info("resuming after round %d from model %s", point.rounds_closed, point.model_sha256[:12])
+            log.info(
+                "resuming after round %d from model %s",
+                point.rounds_closed,
+                point.model_sha256[:12],
+            )
         self._model[0] = point.model_sha256 or arrays_sha256(arrays)
         return arrays, rounds - point.rounds_closed
 
@@ -91,8 +100,12 @@ class LedgerStrategy(Strategy):
         valid = [r for r in replies if not r.has_error()]
         before = self._model.get(server_round - 1)
         if len(valid) < self.min_replies:
-            log.warning("round %d: %d valid replies < quorum %d; model unchanged",
-                        server_round, len(valid), self.min_replies)
+            log.warning(
+                "round %d: %d valid replies < quorum %d; model unchanged",
+                server_round,
+                len(valid),
+                self.min_replies,
+            )
             self._model[server_round] = before or ""
             if self._grid is not None:
                 self._grid.round_log(server_round + self._grid.round_offset).aggregated.clear()
@@ -102,7 +115,9 @@ class LedgerStrategy(Strategy):
             self._model[server_round] = before or ""
         else:
             models = self.models_dir or (self._grid.settings.models_dir if self._grid else None)
-            self._model[server_round] = save_model(models, arrays) if models else arrays_sha256(arrays)
+            self._model[server_round] = (
+                save_model(models, arrays) if models else arrays_sha256(arrays)
+            )
         self._train_metrics[server_round] = dict(metrics or {})
         return arrays, metrics
 
@@ -111,11 +126,16 @@ class LedgerStrategy(Strategy):
     ) -> Iterable[Message]:
         return self.inner.configure_evaluate(server_round, arrays, config, grid)
 
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
         metrics = self.inner.aggregate_evaluate(server_round, replies)
         if self._grid is not None:
             merged = {**self._train_metrics.pop(server_round, {}), **dict(metrics or {})}
             merged.pop("num-examples", None)
-            self._grid.close_round(server_round + self._grid.round_offset,
-                                   model_sha256=self._model.get(server_round) or None, metrics=merged)
+            self._grid.close_round(
+                server_round + self._grid.round_offset,
+                model_sha256=self._model.get(server_round) or None,
+                metrics=merged,
+            )
         return metrics

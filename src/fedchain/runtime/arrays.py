@@ -30,8 +30,22 @@ __all__ = [
 ]
 
 MAGIC = b"FCM1"
-_ALLOWED_DTYPES = frozenset({"float16", "float32", "float64", "int8", "int16", "int32", "int64",
-                             "uint8", "uint16", "uint32", "uint64", "bool"})
+_ALLOWED_DTYPES = frozenset(
+    {
+        "float16",
+        "float32",
+        "float64",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "bool",
+    }
+)
 
 
 def _little_endian(array: np.ndarray) -> np.ndarray:
@@ -120,8 +134,9 @@ def validate_reply_arrays(org: str, sent: ArrayRecord, got: ArrayRecord) -> None
         expected = sent[key]
         if array.dtype != expected.dtype or tuple(array.shape) != tuple(expected.shape):
             raise UpdateRejected(
-                org, f"array {key}: {array.dtype}{list(array.shape)} instead of "
-                f"{expected.dtype}{list(expected.shape)}"
+                org,
+                f"array {key}: {array.dtype}{list(array.shape)} instead of "
+                f"{expected.dtype}{list(expected.shape)}",
             )
         if array.dtype not in _ALLOWED_DTYPES:
             raise UpdateRejected(org, f"array {key}: dtype {array.dtype} is not allowed")

@@ -23,6 +23,7 @@ from fedchain.errors import FedchainError, LedgerUnavailable, RuleViolation
 from fedchain.ledger import Entry, Ledger, Query, Record, parse_record
 from fedchain.ledger.canonical import sha256_hex
 from fedchain.runtime.arrays import arrays_sha256
+from fedchain.runtime.retry import retry_unavailable
 from fedchain.runtime.messages import (
     AGGREGATOR_NODE_ID,
     bind_task_identity,
@@ -217,8 +218,9 @@ class ClientRuntime:
         self._events("error", {"round": task["round"], "task": task.task, "reason": reason})
 
     def _publish(self, record: dict[str, Any]) -> bool:
+        batch = parse_record(record)
         try:
-            self.ledger.metadata_publish(parse_record(record))
+            retry_unavailable(lambda: self.ledger.metadata_publish(batch), what="announce an update")
         except RuleViolation as exc:  # e.g. the round closed while we trained
             log.warning("ledger refused our update: %s", exc)
             return False

@@ -32,6 +32,7 @@ from fedchain.runtime.arrays import load_model
 __all__ = ["DemoResult", "run_demo"]
 
 MARKER = ".fedchain-demo"
+LOCAL_EPOCHS = 5  # the built-in app's default: the baseline sees as many passes over the data
 Events = Callable[[str, dict[str, Any]], None]
 
 
@@ -62,9 +63,12 @@ def prepare_workdir(workdir: Path) -> None:
 def _spawn(module: str, args: list[str], log: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     stderr: IO[str] = log.open("w")
-    return subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+    return subprocess.Popen(
         [sys.executable, "-m", module, *args, "--json"],
-        stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        env=env,
     )
 
 
@@ -84,19 +88,41 @@ def _processes() -> Iterator[list[subprocess.Popen[str]]]:
                 proc.kill()
 
 
-def run_demo(workdir: Path, *, rounds: int = 10, orgs: int = 3, secure: bool = False,
-             events: Events | None = None) -> DemoResult:
+def run_demo(
+    workdir: Path,
+    *,
+    rounds: int = 10,
+    orgs: int = 3,
+    secure: bool = False,
+    events: Events | None = None,
+) -> DemoResult:
     """Run the demo end to end and return its results (raises FedchainError on failure)."""
     emit = events or (lambda _n, _d: None)
     prepare_workdir(workdir)
     names = [f"org{i}" for i in range(1, orgs + 1)]
-    pki, ledger, models, logs = workdir / "pki", workdir / "ledger.sqlite", workdir / "models", workdir / "logs"
+    pki, ledger, models, logs = (
+        workdir / "pki",
+        workdir / "ledger.sqlite",
+        workdir / "models",
+        workdir / "logs",
+    )
     logs.mkdir()
     init_consortium(pki, consortium="demo", orgs=names, aggregator=names[0])
     emit("pki", {"path": str(pki), "orgs": names})
     common = ["--pki", str(pki), "--ledger", str(ledger)]
-    server_args = [*common, "--models", str(models), "--address", "127.0.0.1:0",
-                   "--rounds", str(rounds), "--min-nodes", str(orgs), "--deadline", "60"]
+    server_args = [
+        *common,
+        "--models",
+        str(models),
+        "--address",
+        "127.0.0.1:0",
+        "--rounds",
+        str(rounds),
+        "--min-nodes",
+        str(orgs),
+        "--deadline",
+        "60",
+    ]
     if secure:
         server_args += ["--app", "fedchain.examples.digits:secure_server_app"]
     with _processes() as procs:
@@ -138,7 +164,9 @@ def _follow(server: subprocess.Popen[str], emit: Events) -> str:
     return run
 
 
-def _finish(workdir: Path, ledger: Path, models: Path, run: str, rounds: int, emit: Events) -> DemoResult:
+def _finish(
+    workdir: Path, ledger: Path, models: Path, run: str, rounds: int, emit: Events
+) -> DemoResult:
     report = audit(ledger, models_dir=models)
     emit("audited", {"entries": report.entries, "ok": report.ok})
     rows = [r for r in report.rounds if r.run == run] or report.rounds
@@ -148,11 +176,26 @@ def _finish(workdir: Path, ledger: Path, models: Path, run: str, rounds: int, em
     if final is not None:
         params = load_model(models, final).to_numpy_ndarrays()
         accuracy = evaluate(params, test_set)[1]
-    baseline_params, _ = train(init_params(0), train_set, epochs=2 * rounds, lr=0.1, batch=32,
-                               rng=np.random.default_rng(0))
+    baseline_params, _ = train(
+        init_params(0),
+        train_set,
+        epochs=LOCAL_EPOCHS * rounds,
+        lr=0.1,
+        batch=32,
+        rng=np.random.default_rng(0),
+    )
     baseline = evaluate(baseline_params, test_set)[1]
-    table = [{"round": r.round, "participants": r.participants, "num_examples": r.num_examples,
-              "dropouts": r.dropouts, "model_sha256": r.model_sha256, **r.metrics} for r in rows]
+    table = [
+        {
+            "round": r.round,
+            "participants": r.participants,
+            "num_examples": r.num_examples,
+            "dropouts": r.dropouts,
+            "model_sha256": r.model_sha256,
+            **r.metrics,
+        }
+        for r in rows
+    ]
     plot = _plot(workdir / "training.png", table)
     return DemoResult(workdir, ledger, run, report, accuracy, baseline, plot, table)
 

@@ -25,7 +25,7 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
 from fedchain.errors import FedchainError, TransportError, UpdateRejected
-from fedchain.ledger import Ledger, parse_record
+from fedchain.ledger import Ledger, Query, parse_record
 from fedchain.ledger.canonical import sha256_hex
 from fedchain.runtime.arrays import arrays_sha256, validate_reply_arrays
 from fedchain.runtime.messages import (
@@ -39,6 +39,7 @@ from fedchain.runtime.messages import (
     with_metadata,
 )
 from fedchain.runtime.nodes import NodeMap
+from fedchain.runtime.retry import retry_unavailable
 from fedchain.runtime.rounds import RoundLog, TaskInfo
 from fedchain.runtime.runs import ResumePoint, resume_point, run_record
 from fedchain.runtime.selection import Announcement, SelectionPolicy, take_all
@@ -100,7 +101,7 @@ class LedgerGrid(Grid):
         self._tasks: dict[str, TaskInfo] = {}
         self._replies: dict[str, Message] = {}
         self._rounds: dict[int, RoundLog] = {}
-        self._counter = itertools.count(1)
+        self._counter: itertools.count[int] | None = None
         self.round_offset = 0
         self._run_started = False
 
@@ -162,7 +163,7 @@ class LedgerGrid(Grid):
             return
         record = run_record(self.ledger.org, self.settings.run, app=self.settings.app_sha256,
                             strategy=strategy, model=model_sha256, config=self.settings.config)
-        self.ledger.metadata_publish(parse_record(record))
+        self._publish([record], "start the run")
         self._run_started = True
         self._events("run", {"run": self.settings.run, "model_sha256": model_sha256})
 
@@ -178,7 +179,7 @@ class LedgerGrid(Grid):
         if log_.closed:
             return
         record = log_.close_record(self.ledger.org, self.settings.run, model_sha256, metrics)
-        self.ledger.metadata_publish(parse_record(record))
+        self._publish([record], "close a round")
         log_.closed = True
         self._events("closed", {"round": rnd, "model_sha256": model_sha256, **(metrics or {})})
 
@@ -217,7 +218,7 @@ class LedgerGrid(Grid):
             self.ensure_run(next((r["model_sha256"] for r in records if r["model_sha256"]), "0" * 64))
         self._auto_close(min((r for r, _ in groups), default=0))
         if records:
-            self.ledger.metadata_publish([parse_record(r) for r in records])
+            self._publish(records, "open tasks")
         for record in records:
             self._events("task", {"round": record["round"], "task": record["task"],
                                   "type": record["type"], "recipients": len(record["recipients"])})
@@ -226,6 +227,9 @@ class LedgerGrid(Grid):
     def _open_task(
         self, rnd: int, mtype: str, group: list[Message], deadline_s: float
     ) -> tuple[dict[str, Any], list[str]]:
+        if self._counter is None:  # after a restart, go on numbering where the ledger is
+            done = self.ledger.metadata_get(Query(run=self.settings.run, kind="task"))
+            self._counter = itertools.count(len(done) + 1)
         task = f"r{rnd}.{mtype}.{next(self._counter)}"
         payloads: dict[int, tuple[str, bytes]] = {}
         recipients, ids, model_sha = [], [], None
@@ -261,8 +265,14 @@ class LedgerGrid(Grid):
             if old < rnd:
                 self.close_round(old, model_sha256=None)
 
+    def _publish(self, records: list[dict[str, Any]], what: str) -> None:
+        batch = [parse_record(r) for r in records]
+        retry_unavailable(lambda: self.ledger.metadata_publish(batch), what=what)
+
     def _read_ledger(self, timeout: float) -> None:
-        for entry in self.ledger.wait(self._cursor, timeout):
+        entries = retry_unavailable(lambda: self.ledger.wait(self._cursor, timeout),
+                                    what="read the ledger")
+        for entry in entries:
             self._cursor = entry.seq
             record = entry.record
             info = self._tasks.get(record.task or "")
@@ -272,11 +282,14 @@ class LedgerGrid(Grid):
                                            "status": record["status"], "task": info.task})
 
     def _wait_announced(self, info: TaskInfo) -> None:
+        """Until every recipient answered (or ``wait_for`` did), the deadline passed, or every
+        recipient still silent has disconnected (a dead organization does not stall a round)."""
         while not info.complete(self.settings.wait_for):
             remaining = info.deadline - time.monotonic()
-            if remaining <= 0:
+            silent = set(info.recipients) - set(info.announced)
+            if remaining <= 0 or not silent & set(self._present()):
                 return
-            self._read_ledger(min(remaining, 1.0))
+            self._read_ledger(min(remaining, 0.5))
 
     def _select_and_receive(self, info: TaskInfo) -> None:
         rlog = self.round_log(info.round)
@@ -289,7 +302,7 @@ class LedgerGrid(Grid):
         if futures:
             record = {"v": 1, "kind": "selection", "org": self.ledger.org, "run": self.settings.run,
                       "round": info.round, "task": info.task, "selected": info.selected}
-            self.ledger.metadata_publish(parse_record(record))
+            self._publish([record], "record a selection")
             self._events("selected", {"round": info.round, "task": info.task,
                                       "selected": info.selected})
         for org, mid in info.recipients.items():

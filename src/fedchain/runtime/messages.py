@@ -16,7 +16,6 @@ from typing import Any
 
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.app import Metadata as FlowerMetadata
-
 from flwr.supercore.task_identity import TaskIdentity
 
 from fedchain.transport.flower_codec import decode_message, encode_message

@@ -105,8 +105,9 @@ def choose_run(ledger: Ledger, app_hash: str, requested: str | None) -> str:
     return f"run-{stamp}-{secrets.token_hex(2)}"
 
 
-def _wait_for_nodes(present: Callable[[], frozenset[str]], count: int, timeout: float,
-                    changed: threading.Condition) -> None:
+def _wait_for_nodes(
+    present: Callable[[], frozenset[str]], count: int, timeout: float, changed: threading.Condition
+) -> None:
     deadline = time.monotonic() + timeout
     with changed:
         while len(present()) < count and changed.wait(max(deadline - time.monotonic(), 0)):
@@ -118,12 +119,18 @@ def serve(options: ServerOptions, events: Events | None = None) -> str:
     consortium = load_consortium(options.pki)
     identity = load_identity(options.identity, password=options.password)
     if identity.org != consortium.aggregator:
-        raise ConfigError(f"{identity.org} is not the consortium's aggregator ({consortium.aggregator})")
+        raise ConfigError(
+            f"{identity.org} is not the consortium's aggregator ({consortium.aggregator})"
+        )
     ref: AppRef = resolve_app(options.app, "serverapp")
     server_app = load_component(ref)
     ledger = _open_or_create(options.ledger, identity, consortium)
-    dataplane = DataPlaneServer(identity, consortium, max_payload_bytes=options.max_payload_bytes,
-                                insecure_dev=options.insecure_dev)
+    dataplane = DataPlaneServer(
+        identity,
+        consortium,
+        max_payload_bytes=options.max_payload_bytes,
+        insecure_dev=options.insecure_dev,
+    )
     try:
         port = dataplane.start(options.address)
         code_hash = app_sha256(ref.directory or server_app)
@@ -131,15 +138,33 @@ def serve(options: ServerOptions, events: Events | None = None) -> str:
         host = options.address.rsplit(":", 1)[0]
         (events or (lambda _n, _d: None))("listening", {"address": f"{host}:{port}", "run": run})
         config = {**(ref.run_config or {}), **options.run_config, "rounds": options.rounds}
-        numeric = {k: v for k, v in config.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-        grid = LedgerGrid(ledger, dataplane, consortium.orgs, GridSettings(
-            run=run, deadline_s=options.deadline_s, wait_for=options.wait_for,
-            selection=options.selection, max_reply_bytes=options.max_payload_bytes,
-            models_dir=options.models_dir, app_sha256=code_hash, config=numeric,
-        ), present=dataplane.present, events=events)
+        numeric = {
+            k: v
+            for k, v in config.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        grid = LedgerGrid(
+            ledger,
+            dataplane,
+            consortium.orgs,
+            GridSettings(
+                run=run,
+                deadline_s=options.deadline_s,
+                wait_for=options.wait_for,
+                selection=options.selection,
+                max_reply_bytes=options.max_payload_bytes,
+                models_dir=options.models_dir,
+                app_sha256=code_hash,
+                config=numeric,
+            ),
+            present=dataplane.present,
+            events=events,
+        )
         needed = options.min_nodes or int(config.get("min-nodes", 0) or 0)
         if needed:
-            _wait_for_nodes(dataplane.present, needed, options.deadline_s, dataplane.presence_changed)
+            _wait_for_nodes(
+                dataplane.present, needed, options.deadline_s, dataplane.presence_changed
+            )
         config.setdefault("min-replies", options.min_replies)
         context = Context(run_number(run), 0, {}, RecordDict(), config)
         server_app(grid, context)
@@ -151,28 +176,45 @@ def serve(options: ServerOptions, events: Events | None = None) -> str:
         ledger.close()
 
 
-def participate(options: ClientOptions, events: Events | None = None,
-                stop: threading.Event | None = None) -> None:
+def participate(
+    options: ClientOptions, events: Events | None = None, stop: threading.Event | None = None
+) -> None:
     """Run one organization until ``stop`` (or the run is done, with ``exit_when_done``)."""
     consortium = load_consortium(options.pki)
     identity = load_identity(options.identity, password=options.password)
     client_app = load_component(resolve_app(options.app, "clientapp"))
     ledger = _wait_for_ledger(options.ledger, identity, consortium, stop)
-    dataplane = DataPlaneClient(options.server, identity, consortium, insecure_dev=options.insecure_dev)
+    dataplane = DataPlaneClient(
+        options.server, identity, consortium, insecure_dev=options.insecure_dev
+    )
     try:
         with dataplane.attached():
-            runtime = ClientRuntime(ledger, dataplane, client_app, orgs=consortium.orgs,
-                                    settings=ClientSettings(options.run, options.exit_when_done,
-                                                            options.max_payload_bytes,
-                                                            options.node_config), events=events)
+            runtime = ClientRuntime(
+                ledger,
+                dataplane,
+                client_app,
+                orgs=consortium.orgs,
+                settings=ClientSettings(
+                    options.run,
+                    options.exit_when_done,
+                    options.max_payload_bytes,
+                    options.node_config,
+                ),
+                events=events,
+            )
             runtime.run(stop)
     finally:
         dataplane.close()
         ledger.close()
 
 
-def _wait_for_ledger(settings: LedgerSettings, identity: Identity, consortium: Consortium,
-                     stop: threading.Event | None, timeout: float = 60.0) -> Ledger:
+def _wait_for_ledger(
+    settings: LedgerSettings,
+    identity: Identity,
+    consortium: Consortium,
+    stop: threading.Event | None,
+    timeout: float = 60.0,
+) -> Ledger:
     """Organizations may start before the aggregator has created the embedded ledger."""
     deadline, delay = time.monotonic() + timeout, 0.05
     while True:

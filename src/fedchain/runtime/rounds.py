@@ -55,7 +55,9 @@ class RoundLog:
             "run": run,
             "round": self.round,
             "model_sha256": model_sha256,
-            "aggregated": [{"org": o, "update_sha256": h} for o, h in sorted(self.aggregated.items())],
+            "aggregated": [
+                {"org": o, "update_sha256": h} for o, h in sorted(self.aggregated.items())
+            ],
             "dropouts": [{"org": o, "stage": s} for o, s in sorted(dropouts.items())],
             "rejected": [{"org": o, "reason": r[:1000]} for o, r in sorted(self.rejected.items())],
             "metrics": _finite(metrics or {}),

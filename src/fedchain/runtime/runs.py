@@ -23,11 +23,20 @@ class ResumePoint:
     rounds: int | None
 
 
-def run_record(org: str, run: str, *, app: str, strategy: str, model: str,
-               config: dict[str, Any]) -> dict[str, Any]:
+def run_record(
+    org: str, run: str, *, app: str, strategy: str, model: str, config: dict[str, Any]
+) -> dict[str, Any]:
     """The ``run`` record the aggregator writes before the first task."""
-    return {"v": 1, "kind": "run", "org": org, "run": run, "app_sha256": app,
-            "strategy_sha256": strategy, "model_sha256": model, "config": config}
+    return {
+        "v": 1,
+        "kind": "run",
+        "org": org,
+        "run": run,
+        "app_sha256": app,
+        "strategy_sha256": strategy,
+        "model_sha256": model,
+        "config": config,
+    }
 
 
 def resume_point(ledger: Ledger, run: str) -> ResumePoint:
@@ -50,7 +59,9 @@ def app_sha256(target: object) -> str:
     """Hash of the code of a Flower app: its source file, or every file of an app directory."""
     if isinstance(target, Path) and target.is_dir():
         digest = hashlib.sha256()
-        for path in sorted(p for p in target.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        for path in sorted(
+            p for p in target.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        ):
             digest.update(str(path.relative_to(target)).encode() + b"\0" + path.read_bytes())
         return digest.hexdigest()
     try:
@@ -62,8 +73,13 @@ def app_sha256(target: object) -> str:
 
 def strategy_sha256(strategy: object) -> str:
     """Hash of a strategy's class and its scalar settings (what the run was configured with)."""
-    settings = {k: v for k, v in sorted(vars(strategy).items())
-                if isinstance(v, int | float | str | bool) and not k.startswith("__")}
-    description = {"class": f"{type(strategy).__module__}.{type(strategy).__qualname__}",
-                   "settings": {k: str(v) for k, v in settings.items()}}
+    settings = {
+        k: v
+        for k, v in sorted(vars(strategy).items())
+        if isinstance(v, int | float | str | bool) and not k.startswith("__")
+    }
+    description = {
+        "class": f"{type(strategy).__module__}.{type(strategy).__qualname__}",
+        "settings": {k: str(v) for k, v in settings.items()},
+    }
     return sha256_hex(canonical_json(description))

@@ -12,7 +12,7 @@ from typing import Any
 
 from fedchain.errors import ConfigError
 
-__all__ = ["Announcement", "SelectionPolicy", "take_all", "threshold", "top_k", "policy_named"]
+__all__ = ["Announcement", "SelectionPolicy", "policy_named", "take_all", "threshold", "top_k"]
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,17 @@ def top_k(k: int, key: str = "num_examples", *, largest: bool = True) -> Selecti
     return policy
 
 
-def threshold(key: str, *, minimum: float | None = None, maximum: float | None = None) -> SelectionPolicy:
+def threshold(
+    key: str, *, minimum: float | None = None, maximum: float | None = None
+) -> SelectionPolicy:
     """Take the updates whose ``key`` lies within ``[minimum, maximum]`` (missing: not taken)."""
 
     def policy(announced: Sequence[Announcement]) -> list[str]:
         def ok(a: Announcement) -> bool:
             v = _value(a, key)
-            return v == v and (minimum is None or v >= minimum) and (maximum is None or v <= maximum)
+            return (
+                v == v and (minimum is None or v >= minimum) and (maximum is None or v <= maximum)
+            )
 
         return sorted(a.org for a in announced if ok(a))
 
