@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fedchain.cli._common import password_from_env
 from fedchain.config import LedgerSettings, Settings, load_settings
 from fedchain.errors import ConfigError
 from fedchain.pki import AGGREGATOR_NAME, load_consortium
@@ -41,6 +42,14 @@ def _pki(settings: Settings, pki: Path | None) -> Path:
     return pki or (org.pki if org and org.pki else DEFAULT_PKI)
 
 
+def _password(settings: Settings, given: bytes | None) -> bytes | None:
+    """The key password: ``--password-env`` wins over ``[organization] password_env``."""
+    org = settings.organization
+    if given is not None or org is None or org.password_env is None:
+        return given
+    return password_from_env(org.password_env)
+
+
 def server_options(settings: Settings, **flags: Any) -> ServerOptions:
     """Options of ``fedchain-server``: flags (None = not given) over the settings."""
     pki = _pki(settings, flags.get("pki"))
@@ -73,7 +82,7 @@ def server_options(settings: Settings, **flags: Any) -> ServerOptions:
         max_payload_bytes=int(srv.max_payload_mb * (1 << 20)),
         run_config=dict(settings.run_config),
         insecure_dev=bool(flags.get("insecure_dev")) or settings.tls.insecure_dev,
-        password=flags.get("password"),
+        password=_password(settings, flags.get("password")),
     )
 
 
@@ -100,5 +109,5 @@ def client_options(settings: Settings, **flags: Any) -> ClientOptions:
         exit_when_done=bool(flags.get("exit_when_done")),
         node_config=dict(cli.node_config),
         insecure_dev=bool(flags.get("insecure_dev")) or settings.tls.insecure_dev,
-        password=flags.get("password"),
+        password=_password(settings, flags.get("password")),
     )
