@@ -1,0 +1,74 @@
+"""What a failed Gateway call means for the ledger: retry, refusal, or unavailability.
+
+- ``UNAVAILABLE`` and ``DEADLINE_EXCEEDED`` are transient: the same step is retried with
+  exponential backoff (same transaction id, so a retried submit cannot commit twice), and
+  when the attempts run out the caller gets :class:`~fedchain.errors.LedgerUnavailable`.
+- A chaincode refusal arrives as ``"<rule id>: <message>"`` inside the peers' error details
+  (``chaincode response 500, update.duplicate: ...``); it becomes a
+  :class:`~fedchain.errors.RuleViolation` (or a ``RecordError`` for ``record.invalid``).
+- Anything else stays the :class:`~fedchain.errors.GatewayError` subclass it is.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Final, TypeVar
+
+from fedchain.errors import GatewayError, LedgerError, LedgerUnavailable, RecordError, RuleViolation
+
+__all__ = ["TRANSIENT", "Backoff", "refusal", "retrying"]
+
+T = TypeVar("T")
+TRANSIENT: Final = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
+_RULE = re.compile(r"(?:^|chaincode response \d+, )([a-z]+\.[a-z_]+): (.*)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """``attempts`` tries in all, waiting ``initial * factor**k`` (at most ``maximum``) between."""
+
+    attempts: int = 5
+    initial: float = 0.2
+    factor: float = 2.0
+    maximum: float = 5.0
+
+    def delays(self) -> Iterator[float]:
+        delay = self.initial
+        for _ in range(max(self.attempts - 1, 0)):
+            yield min(delay, self.maximum)
+            delay *= self.factor
+
+
+def retrying(
+    step: Callable[[], T],
+    what: str,
+    backoff: Backoff,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run ``step``; retry it on transient gateway errors; LedgerUnavailable when exhausted."""
+    delays = backoff.delays()
+    while True:
+        try:
+            return step()
+        except GatewayError as exc:
+            if exc.code not in TRANSIENT:
+                raise
+            delay = next(delays, None)
+            if delay is None:
+                raise LedgerUnavailable(f"{what}: Fabric gateway unavailable: {exc}") from exc
+            sleep(delay)
+
+
+def refusal(error: GatewayError) -> LedgerError | None:
+    """The chaincode's rule refusal carried by ``error``, if it carries one."""
+    for text in [*(message for _, _, message in error.details), error.detail]:
+        found = _RULE.search(text)
+        if found is not None:
+            rule, message = found.group(1), found.group(2)
+            if rule == "record.invalid":
+                return RecordError(message)
+            return RuleViolation(rule, message)
+    return None

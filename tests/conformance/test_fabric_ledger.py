@@ -1,0 +1,210 @@
+"""The conformance suite against ``FabricLedger``, through the stand-in Gateway, on the REAL
+chaincode process (``chaincode/``, run as a service). Skipped only when ``node`` or the built
+chaincode is missing (``.ci/run`` builds it)."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from fedchain.config import FabricSettings, LedgerSettings
+from fedchain.errors import LedgerError, LedgerUnavailable, RuleViolation
+from fedchain.ledger import Entry, Query, Record, parse_record
+from fedchain.ledger.chain import consortium_record
+from fedchain.ledger.fabric import FabricLedger, unpack_seq
+from fedchain.ledger.factory import open_ledger
+from fedchain.pki import Consortium, load_identity
+from tests.conformance.ledger_suite import (
+    LedgerConformance,
+    OpenLedger,
+    run_record,
+    task_record,
+    update_record,
+)
+from tests.fabric_support.network import user_dir
+
+if TYPE_CHECKING:
+    from tests.fabric_support.fixtures import MakeNetwork, OpenFabric
+    from tests.fabric_support.network import StandInNetwork
+
+pytest_plugins = ["tests.fabric_support.fixtures"]
+
+
+class TestFabricLedger(LedgerConformance):
+    __test__ = True
+
+    @pytest.fixture
+    def open_ledger(self, open_fabric: OpenFabric, genesis_record: Record) -> OpenLedger:
+        open_fabric("org1").metadata_publish(genesis_record)
+        return open_fabric
+
+
+# -- what only the Fabric backend has: blocks, MVCC, resuming, retries ------------------------
+
+
+def _started(
+    open_fabric: OpenFabric, genesis: Record, network: StandInNetwork | None = None
+) -> FabricLedger:
+    """The aggregator's handle on a channel with the genesis, run r1 and task t1 (round 1)."""
+    agg = open_fabric("org1", network=network)
+    agg.metadata_publish(genesis)
+    agg.metadata_publish([parse_record(run_record()), parse_record(task_record("t1", 1))])
+    return agg
+
+
+def _collect(ledger: FabricLedger, after: int, count: int) -> list[Entry]:
+    got: list[Entry] = []
+    deadline = time.monotonic() + 10
+    while len(got) < count and time.monotonic() < deadline:
+        got += ledger.wait(got[-1].seq if got else after, deadline - time.monotonic())
+    return got
+
+
+def _update(org: str, task: str = "t1", rnd: int = 1) -> Record:
+    return parse_record(update_record(org, task, rnd))
+
+
+def test_concurrent_transactions_share_a_block_in_one_order(
+    make_network: MakeNetwork, open_fabric: OpenFabric, genesis_record: Record
+) -> None:
+    network = make_network(batch_size=2)
+    _started(open_fabric, genesis_record, network)
+    org2, org3 = open_fabric("org2", network=network), open_fabric("org3", network=network)
+    watcher = open_fabric("org3", network=network)
+    head = watcher.head()
+    network.ledger.batch_timeout = 10.0  # the next block is cut when both have arrived
+    with ThreadPoolExecutor(2) as pool:
+        written = [e for batch in pool.map(lambda h: h.metadata_publish(_update(h.org)),
+                                           [org2, org3]) for e in batch]  # fmt: skip
+    places = sorted(unpack_seq(e.seq) for e in written)
+    assert places[0][0] == places[1][0]  # one block
+    assert [p[1:] for p in places] == [(0, 0), (1, 0)]  # positions 0 and 1, record 0 each
+    followed = _collect(watcher, head, 2)
+    queried = watcher.metadata_get(Query(kind="update"))
+    assert followed == queried == sorted(written, key=lambda e: e.seq)
+    assert all(e.ts > 0 and e.signer == e.record.org for e in followed)
+
+
+def test_a_transaction_that_loses_an_mvcc_race_runs_again(
+    make_network: MakeNetwork, open_fabric: OpenFabric, genesis_record: Record
+) -> None:
+    network = make_network(batch_size=2)
+    agg = _started(open_fabric, genesis_record, network)
+    agg2 = open_fabric("org1", network=network)
+    tasks = [parse_record(task_record(t, 1)) for t in ("t2", "t3")]
+    network.ledger.batch_timeout = 1.0  # both share a block; the rerun waits alone (1 s)
+    with ThreadPoolExecutor(2) as pool:
+        list(
+            pool.map(
+                lambda pair: pair[0].metadata_publish(pair[1]), zip([agg, agg2], tasks, strict=True)
+            )
+        )
+    codes = [s.code for s in network.ledger.statuses.values()]
+    assert codes.count("MVCC_READ_CONFLICT") == 1  # both read the run's progress key
+    order = [str(e.record.task) for e in agg.metadata_get(Query(kind="task"))]
+    assert order[0] == "t1"
+    assert sorted(order[1:]) == ["t2", "t3"]  # whichever won the race comes first
+
+
+def test_refusals_carry_the_chaincode_rule_and_message(
+    open_fabric: OpenFabric, genesis_record: Record
+) -> None:
+    _started(open_fabric, genesis_record)
+    org2 = open_fabric("org2")
+    org2.metadata_publish(_update("org2"))
+    with pytest.raises(RuleViolation) as info:
+        org2.metadata_publish(_update("org2"))
+    assert info.value.rule == "update.duplicate"
+    assert "org2" in info.value.detail
+
+
+def test_transient_failures_retry_the_same_transaction(
+    fabric_network: StandInNetwork, open_fabric: OpenFabric, genesis_record: Record
+) -> None:
+    _started(open_fabric, genesis_record)
+    org2 = open_fabric("org2")
+    service = fabric_network.service
+    service.calls.clear()
+    service.faults.update({"Endorse": 2, "Submit": 1, "CommitStatus": 1})
+    (entry,) = org2.metadata_publish(_update("org2"))
+    steps = [(m, t) for m, t in service.calls if m in {"Endorse", "Submit", "CommitStatus"}]
+    assert [m for m, _ in steps] == ["Endorse"] * 3 + ["Submit"] * 2 + ["CommitStatus"] * 2
+    assert {t for _, t in steps} == {entry.hash.split(":")[0]}  # one transaction id throughout
+    service.faults["Evaluate"] = 10
+    with pytest.raises(LedgerUnavailable):
+        org2.metadata_get()
+    service.faults.clear()
+    assert org2.metadata_get(Query(org="org2")) == [entry]
+
+
+def test_an_unreachable_gateway_is_unavailable(
+    open_fabric: OpenFabric, make_network: MakeNetwork
+) -> None:
+    network = make_network()
+    network.close()  # nothing listens there any more
+    with pytest.raises(LedgerUnavailable):
+        open_fabric("org1", network=network)
+
+
+def test_resumes_from_the_last_block_seen(
+    fabric_network: StandInNetwork,
+    open_fabric: OpenFabric,
+    genesis_record: Record,
+    tmp_path: Path,
+) -> None:
+    agg = _started(open_fabric, genesis_record)
+    state = tmp_path / "org2.fabric-index"
+    first = open_fabric("org2", resume_file=state)
+    first.metadata_publish(_update("org2"))
+    before = first.metadata_get()
+    first.close()
+    last_block = unpack_seq(before[-1].seq)[0]
+    assert last_block > 1
+    assert len(state.read_text().splitlines()) == 1 + 3  # header + 3 transactions
+    agg.metadata_publish(parse_record(task_record("t2", 1)))
+    again = open_fabric("org2", resume_file=state)
+    assert fabric_network.service.event_starts[-1] == last_block  # not a replay from 0
+    assert again.metadata_get() == agg.metadata_get()
+    assert [e.record.task for e in again.wait(before[-1].seq, 5)] == ["t2"]
+
+
+def test_a_resume_file_from_another_channel_is_dropped(
+    make_network: MakeNetwork,
+    open_fabric: OpenFabric,
+    genesis_record: Record,
+    tmp_path: Path,
+) -> None:
+    old, new = make_network(), make_network()
+    state = tmp_path / "org1.fabric-index"
+    _started(open_fabric, genesis_record, old)
+    open_fabric("org1", network=old, resume_file=state).close()
+    agg = open_fabric("org1", network=new, resume_file=state)
+    assert new.service.event_starts[-1] == 0
+    assert agg.metadata_get() == []
+    agg.metadata_publish(genesis_record)
+    assert len(state.read_text().splitlines()) == 2  # header + the new genesis only
+
+
+def test_the_factory_opens_fabric_and_the_aggregator_writes_the_genesis(
+    fabric_network: StandInNetwork, consortium_dir: Path, consortium: Consortium, tmp_path: Path
+) -> None:
+    tls_ca = tmp_path / "tls-ca.pem"
+    tls_ca.write_bytes(fabric_network.tls_ca)
+    fabric = FabricSettings(endpoint=fabric_network.endpoint, tls_ca=tls_ca)
+    settings = LedgerSettings(backend="fabric", fabric=fabric)
+    org2 = open_ledger(settings, load_identity(user_dir(consortium_dir, "org2")), consortium)
+    try:
+        assert org2.metadata_get() == []  # only the aggregator writes the genesis
+        agg = open_ledger(settings, load_identity(user_dir(consortium_dir, "org1")), consortium)
+        agg.close()
+        (genesis,) = org2.metadata_get()
+        assert genesis.record == consortium_record(consortium)
+        stranger = Consortium(name="elsewhere", aggregator="org1", cas=consortium.cas)
+        with pytest.raises(LedgerError, match="differs"):
+            open_ledger(settings, load_identity(user_dir(consortium_dir, "org2")), stranger)
+    finally:
+        org2.close()

@@ -1,0 +1,123 @@
+"""Ledger positions from chaincode events, the resume file, and the retry policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from tests.conformance.ledger_suite import run_record, task_record
+
+from fedchain.errors import (
+    EndorseError,
+    GatewayError,
+    LedgerError,
+    LedgerUnavailable,
+    SubmitError,
+)
+from fedchain.ledger import parse_record
+from fedchain.ledger.fabric.follow import (
+    EventIndex,
+    IndexedTx,
+    ResumeFile,
+    pack_seq,
+    parse_event_records,
+    unpack_seq,
+)
+from fedchain.ledger.fabric.retry import Backoff, retrying
+
+position = st.tuples(
+    st.integers(0, 2**31 - 1), st.integers(0, 2**16 - 1), st.integers(0, 2**16 - 1)
+)
+
+
+@given(position, position)
+def test_seq_packing_is_invertible_and_keeps_ledger_order(
+    a: tuple[int, int, int], b: tuple[int, int, int]
+) -> None:
+    assert unpack_seq(pack_seq(*a)) == a
+    assert (pack_seq(*a) < pack_seq(*b)) == (a < b)
+    assert pack_seq(*a) < 2**63
+
+
+@pytest.mark.parametrize("bad", [(-1, 0, 0), (0, 2**16, 0), (0, 0, 2**16), (2**31, 0, 0)])
+def test_positions_out_of_range_are_refused(bad: tuple[int, int, int]) -> None:
+    with pytest.raises(LedgerError):
+        pack_seq(*bad)
+
+
+def _tx(block: int, position: int, tx_id: str, *tasks: str) -> IndexedTx:
+    records = tuple(parse_record(task_record(t, 1)) for t in tasks) or (
+        parse_record(run_record(tx_id)),
+    )
+    return IndexedTx(block, position, tx_id, records)
+
+
+def test_the_index_answers_after_a_position_and_skips_replays() -> None:
+    index = EventIndex()
+    assert (index.head, index.resume_block) == (-1, 0)
+    first, second, third = _tx(3, 0, "a", "t1", "t2"), _tx(3, 1, "b"), _tx(5, 0, "c")
+    assert all(index.add(tx) for tx in (first, second, third))
+    assert not index.add(_tx(3, 0, "a", "t1", "t2"))  # replayed after a resume
+    assert index.head == pack_seq(5, 0, 0)
+    assert index.resume_block == 5
+    assert index.after(-1) == [first, second, third]
+    assert index.after(pack_seq(3, 0, 0)) == [first, second, third]  # t2 is still after it
+    assert index.after(pack_seq(3, 0, 1)) == [second, third]
+    assert index.after(index.head) == []
+    with pytest.raises(LedgerError, match="out of ledger order"):
+        index.add(_tx(4, 0, "late"))
+
+
+def test_event_payloads_must_be_arrays_of_valid_records() -> None:
+    payload = json.dumps([run_record()]).encode()
+    (record,) = parse_event_records(payload)
+    assert record.kind == "run"
+    for bad in (b"[]", b"{}", b'[{"kind":"run"}]'):
+        with pytest.raises(LedgerError):
+            parse_event_records(bad)
+
+
+def test_the_resume_file_round_trips_and_survives_a_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "index"
+    saved = ResumeFile(path, "fedchain", "fedchain")
+    txs = [_tx(1, 0, "a", "t1", "t2"), _tx(2, 0, "b")]
+    saved.reset(txs[:1])
+    saved.append(txs[1:])
+    assert ResumeFile(path, "fedchain", "fedchain").load() == txs
+    with path.open("a") as fh:
+        fh.write('{"b": 3, "p": 0, "tx": "c", "rec')  # a crash mid-line
+    assert ResumeFile(path, "fedchain", "fedchain").load() == txs
+    assert ResumeFile(path, "other", "fedchain").load() == []  # another channel's index
+    assert ResumeFile(tmp_path / "missing", "fedchain", "fedchain").load() == []
+
+
+def test_retrying_retries_transient_errors_only() -> None:
+    assert list(Backoff(attempts=5, initial=0.1, factor=3, maximum=0.5).delays()) == [
+        0.1, 0.30000000000000004, 0.5, 0.5,
+    ]  # fmt: skip
+    slept: list[float] = []
+    outcomes: list[Exception | str] = [
+        SubmitError("x", code="UNAVAILABLE"), SubmitError("x", code="DEADLINE_EXCEEDED"), "done",
+    ]  # fmt: skip
+
+    def step() -> str:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    backoff = Backoff(attempts=3, initial=1.0, factor=2.0)
+    assert retrying(step, "submit", backoff, slept.append) == "done"
+    assert slept == [1.0, 2.0]
+    refused = EndorseError("x", code="ABORTED")
+    with pytest.raises(EndorseError):
+        retrying(lambda: (_ for _ in ()).throw(refused), "endorse", backoff, slept.append)
+    assert slept == [1.0, 2.0]  # no retry of a refusal
+    down = GatewayError("down", code="UNAVAILABLE")
+    with pytest.raises(LedgerUnavailable) as info:
+        retrying(lambda: (_ for _ in ()).throw(down), "evaluate", backoff, slept.append)
+    assert info.value.__cause__ is down
+    assert slept == [1.0, 2.0, 1.0, 2.0]
