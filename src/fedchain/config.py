@@ -89,6 +89,9 @@ class LedgerSettings(_Section):
 
     backend: Literal["memory", "embedded", "fabric"] = "embedded"
     path: Path = Path("fedchain-ledger.sqlite")
+    #: Embedded: seconds a write waits for another process's lock before LedgerUnavailable
+    #: (the runtime then retries with backoff and says so).
+    busy_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     fabric: FabricSettings | None = None
 
     @model_validator(mode="after")

@@ -7,8 +7,14 @@ import pytest
 from fedchain.ledger import MemoryLedger, MemoryStore, parse_record
 from tests.conformance.ledger_suite import LedgerConformance, OpenLedger
 
-GENESIS = {"v": 1, "kind": "consortium", "org": "org1", "name": "test", "aggregator": "org1",
-           "orgs": [{"id": o, "ca_sha256": "00" * 32} for o in ("org1", "org2", "org3")]}
+GENESIS = {
+    "v": 1,
+    "kind": "consortium",
+    "org": "org1",
+    "name": "test",
+    "aggregator": "org1",
+    "orgs": [{"id": o, "ca_sha256": "00" * 32} for o in ("org1", "org2", "org3")],
+}
 
 
 class TestMemoryLedger(LedgerConformance):

@@ -141,3 +141,24 @@ def test_truncated_message_is_a_protocol_error() -> None:
     data = encode_message(_message(_metadata(), content=_content()))
     with pytest.raises(ProtocolError):
         decode_message(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        _content(),
+        RecordDict(),
+        RecordDict({"empty": ArrayRecord(), "m": MetricRecord({"num-examples": 3})}),
+    ],
+    ids=["arrays-metrics-config", "empty", "empty-arrayrecord"],
+)
+def test_bytes_are_flowers_own_serialization(content: RecordDict) -> None:
+    """The in-place encoder writes exactly what Flower's ``message_to_proto`` would."""
+    from flwr.common.serde import message_to_proto
+
+    for msg in (
+        _message(_metadata(), content=content),
+        _message(_metadata(), error=Error(code=3, reason="failed")),
+    ):
+        flowers = message_to_proto(msg).SerializeToString(deterministic=True)
+        assert encode_message(msg) == flowers

@@ -6,6 +6,7 @@ import typer
 
 from fedchain.cli.audit import audit_command
 from fedchain.cli.demo import demo
+from fedchain.cli.fabric_nodes import fabric_nodes_command
 from fedchain.cli.ledger import app as ledger_app
 from fedchain.cli.pki import app as pki_app
 
@@ -16,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+pki_app.command(name="fabric-nodes")(fabric_nodes_command)
 app.add_typer(pki_app, name="pki")
 app.add_typer(ledger_app, name="ledger")
 app.command(name="audit")(audit_command)

@@ -91,8 +91,8 @@ def client_options(settings: Settings, **flags: Any) -> ClientOptions:
     pki = _pki(settings, flags.get("pki"))
     org = settings.organization
     identity = flags.get("identity") or (org.identity if org and org.identity else None)
+    org_id = flags.get("org") or (org.id if org else None)
     if identity is None:
-        org_id = flags.get("org") or (org.id if org else None)
         if not org_id:
             raise ConfigError(
                 "give --identity DIR or --org ORG (or [organization] in fedchain.toml)"
@@ -110,4 +110,5 @@ def client_options(settings: Settings, **flags: Any) -> ClientOptions:
         node_config=dict(cli.node_config),
         insecure_dev=bool(flags.get("insecure_dev")) or settings.tls.insecure_dev,
         password=_password(settings, flags.get("password")),
+        org=org_id,
     )

@@ -32,6 +32,7 @@ class EventSink:
         self._participants: set[str] = set()
         self._progress: Progress | None = None
         self._bar: Any = None
+        self._started = False
         if not as_json:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
@@ -44,12 +45,10 @@ class EventSink:
             self._bar = self._progress.add_task(f"{label}: waiting", total=rounds or 1)
 
     def __enter__(self) -> EventSink:
-        if self._progress is not None:
-            self._progress.start()
-        return self
+        return self  # the bar starts with the first event: an early error stays one clean line
 
     def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
+        if self._progress is not None and self._started:
             self._progress.stop()
 
     def __call__(self, name: str, data: dict[str, Any]) -> None:
@@ -69,6 +68,9 @@ class EventSink:
     def _human(self, name: str, data: dict[str, Any]) -> None:
         if self._progress is None:
             return
+        if not self._started:
+            self._progress.start()
+            self._started = True
         rnd = data.get("round")
         if name == "task":
             self._participants.clear()

@@ -2,7 +2,9 @@
 
 ``client_app`` and ``server_app`` are ordinary Flower Message-API apps; fedchain runs them
 (``fedchain-server --app fedchain.examples.digits:server_app``, the default). The server uses
-Flower's ``FedAvg`` wrapped in :class:`fedchain.flower.LedgerStrategy`.
+Flower's ``FedAvg`` wrapped in :class:`fedchain.flower.LedgerStrategy`. ``secure_server_app`` and
+``secure_client_app`` (``fedchain demo --secure``) train the same way with secure aggregation:
+``LedgerStrategy(SecureAggregation(FedAvg))`` and ``secagg_mod`` with ledger-anchored keys.
 """
 
 from __future__ import annotations
@@ -11,15 +13,19 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy import FedAvg, Strategy
 
-from fedchain.examples.digits_data import partition
+from fedchain.examples.digits_data import holdout, partition
 from fedchain.examples.digits_model import evaluate, init_params, train
+from fedchain.flower.secagg_mod import make_secagg_mod
 
-__all__ = ["client_app", "server_app"]
+__all__ = ["client_app", "secure_client_app", "secure_server_app", "server_app"]
 
 client_app = ClientApp()
 server_app = ServerApp()
+# The same training with secure aggregation; keys must be anchored on the ledger (G3).
+secure_client_app = ClientApp(mods=[make_secagg_mod(require_anchor=True)])
+secure_server_app = ServerApp()
 
 
 def _local(context: Context) -> tuple[int, int, float, int]:
@@ -28,6 +34,7 @@ def _local(context: Context) -> tuple[int, int, float, int]:
             float(cfg.get("alpha", 0.5)), int(cfg.get("seed", 0)))
 
 
+@secure_client_app.train()
 @client_app.train()
 def train_handler(msg: Message, context: Context) -> Message:
     """Local SGD from the received global model; replies with new weights and num-examples."""
@@ -43,6 +50,7 @@ def train_handler(msg: Message, context: Context) -> Message:
     return Message(RecordDict({"arrays": ArrayRecord(params), "metrics": metrics}), reply_to=msg)
 
 
+@secure_client_app.evaluate()
 @client_app.evaluate()
 def evaluate_handler(msg: Message, context: Context) -> Message:
     """Loss and accuracy of the global model on this organization's local test split."""
@@ -56,16 +64,33 @@ def evaluate_handler(msg: Message, context: Context) -> Message:
 @server_app.main()
 def main(grid: Grid, context: Context) -> None:
     """FedAvg over every connected organization, recorded on the ledger round by round."""
+    _start(grid, context, secure=False)
+
+
+@secure_server_app.main()
+def secure_main(grid: Grid, context: Context) -> None:
+    """As :func:`main`, with secure aggregation: the aggregator only sees the masked sum."""
+    _start(grid, context, secure=True)
+
+
+def _start(grid: Grid, context: Context, *, secure: bool) -> None:
     from fedchain.flower.strategy import LedgerStrategy  # the Flower seam, imported lazily
 
     cfg = context.run_config
     orgs = int(cfg.get("min-nodes", 2))
-    inner = FedAvg(fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=orgs,
-                   min_evaluate_nodes=orgs, min_available_nodes=orgs)
+    seed = int(cfg.get("seed", 0))
+    inner: Strategy = FedAvg(fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=orgs,
+                             min_evaluate_nodes=orgs, min_available_nodes=orgs)
+    if secure:
+        from fedchain.flower.secagg_strategy import SecureAggregation
+
+        # No organization trains on more than the pooled training set: a safe weight bound.
+        bound = int(cfg.get("max-weight", len(holdout(seed)[0].y)))
+        inner = SecureAggregation(inner, max_weight=bound, metrics=("train_loss",))
     strategy = LedgerStrategy(inner, min_replies=int(cfg.get("min-replies", 1)))
     strategy.start(
         grid=grid,
-        initial_arrays=ArrayRecord(init_params(int(cfg.get("seed", 0)))),
+        initial_arrays=ArrayRecord(init_params(seed)),
         num_rounds=int(cfg.get("rounds", 10)),
         timeout=float(cfg.get("round-timeout", 120.0)),
         train_config=ConfigRecord({"lr": float(cfg.get("lr", 0.2)),

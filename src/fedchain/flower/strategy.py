@@ -39,6 +39,9 @@ class LedgerStrategy(Strategy):
         self._grid: LedgerGrid | None = None
         self._model: dict[int, str] = {}
         self._train_metrics: dict[int, dict[str, Any]] = {}
+        # Rounds already closed on the ledger when this process started (resume). Flower's loop
+        # counts from 1 again; ``inner`` (and through it the apps) is given the ledger's round.
+        self._offset = 0
 
     def summary(self) -> None:
         log.info("LedgerStrategy(min_replies=%d) wrapping:", self.min_replies)
@@ -76,7 +79,7 @@ class LedgerStrategy(Strategy):
             self._model[0] = digest
             return arrays, rounds
         grid.ensure_run(point.model_sha256 or "0" * 64)
-        grid.round_offset = point.rounds_closed
+        self._offset = point.rounds_closed
         if point.rounds_closed and point.model_sha256 and models is not None:
             arrays = load_model(models, point.model_sha256)
             log.info(
@@ -84,58 +87,59 @@ class LedgerStrategy(Strategy):
                 point.rounds_closed,
                 point.model_sha256[:12],
             )
-        self._model[0] = point.model_sha256 or arrays_sha256(arrays)
+        self._model[self._offset] = point.model_sha256 or arrays_sha256(arrays)
         return arrays, rounds - point.rounds_closed
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        self._model.setdefault(server_round - 1, arrays_sha256(arrays))
-        return self.inner.configure_train(server_round, arrays, config, grid)
+        rnd = server_round + self._offset
+        self._model.setdefault(rnd - 1, arrays_sha256(arrays))
+        return self.inner.configure_train(rnd, arrays, config, grid)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
+        rnd = server_round + self._offset
         valid = [r for r in replies if not r.has_error()]
-        before = self._model.get(server_round - 1)
+        before = self._model.get(rnd - 1)
         if len(valid) < self.min_replies:
             log.warning(
                 "round %d: %d valid replies < quorum %d; model unchanged",
-                server_round,
+                rnd,
                 len(valid),
                 self.min_replies,
             )
-            self._model[server_round] = before or ""
+            self._model[rnd] = before or ""
             if self._grid is not None:
-                self._grid.round_log(server_round + self._grid.round_offset).aggregated.clear()
+                self._grid.round_log(rnd + self._grid.round_offset).aggregated.clear()
             return None, None
-        arrays, metrics = self.inner.aggregate_train(server_round, replies)
+        arrays, metrics = self.inner.aggregate_train(rnd, replies)
         if arrays is None:
-            self._model[server_round] = before or ""
+            self._model[rnd] = before or ""
         else:
             models = self.models_dir or (self._grid.settings.models_dir if self._grid else None)
-            self._model[server_round] = (
-                save_model(models, arrays) if models else arrays_sha256(arrays)
-            )
-        self._train_metrics[server_round] = dict(metrics or {})
+            self._model[rnd] = save_model(models, arrays) if models else arrays_sha256(arrays)
+        self._train_metrics[rnd] = dict(metrics or {})
         return arrays, metrics
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+        return self.inner.configure_evaluate(server_round + self._offset, arrays, config, grid)
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
-        metrics = self.inner.aggregate_evaluate(server_round, replies)
+        rnd = server_round + self._offset
+        metrics = self.inner.aggregate_evaluate(rnd, replies)
         if self._grid is not None:
-            merged = {**self._train_metrics.pop(server_round, {}), **dict(metrics or {})}
+            merged = {**self._train_metrics.pop(rnd, {}), **dict(metrics or {})}
             merged.pop("num-examples", None)
             self._grid.close_round(
-                server_round + self._grid.round_offset,
-                model_sha256=self._model.get(server_round) or None,
+                rnd + self._grid.round_offset,
+                model_sha256=self._model.get(rnd) or None,
                 metrics=merged,
             )
         return metrics

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,7 +29,9 @@ __all__ = ["MAX_SAFE_INT", "canonical_json", "es_number", "loads", "sha256_hex"]
 
 MAX_SAFE_INT = 2**53 - 1
 _MAX_DEPTH = 16
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+            "\t": "\\t"}  # fmt: skip
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
 
 
 def canonical_json(value: Any) -> bytes:
@@ -87,7 +90,7 @@ def _encode_object(value: Mapping[Any, Any], out: list[str], depth: int) -> None
 
 
 def _string(text: str) -> str:
-    if not any(ch in _ESCAPES or ch < " " for ch in text):
+    if _NEEDS_ESCAPE.search(text) is None:  # the common case, without a per-character loop
         return f'"{text}"'
     escaped = (_ESCAPES.get(ch) or (f"\\u{ord(ch):04x}" if ch < " " else ch) for ch in text)
     return '"' + "".join(escaped) + '"'

@@ -31,7 +31,8 @@ class MemoryStore:
             for record in records:
                 seq = len(self.entries)
                 prev = self.entries[-1].hash if self.entries else "0" * 64
-                entry = Entry(seq, record, signer, ts, sha256_hex(bytes.fromhex(prev) + record.canonical))
+                digest = sha256_hex(bytes.fromhex(prev) + record.canonical)
+                entry = Entry(seq, record, signer, ts, digest)
                 self.entries.append(entry)
                 written.append(entry)
             self.changed.notify_all()

@@ -23,6 +23,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Record",
     "parse_record",
+    "validate_record",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -113,10 +114,13 @@ def _metrics(value: Any, path: str) -> None:
     if not isinstance(value, dict) or len(value) > MAX_METRICS:
         raise _fail(path, f"must be an object of at most {MAX_METRICS} numbers")
     for key, number in value.items():
-        _pattern(_NAME, "a metric name [A-Za-z0-9._:-]{1,64}")(key, f"{path} key")
+        _METRIC_NAME(key, f"{path} key")
         finite = isinstance(number, int | float) and not isinstance(number, bool)
         if not finite or (isinstance(number, float) and not math.isfinite(number)):
             raise _fail(f"{path}.{key}", f"must be a finite number, got {number!r:.80}")
+
+
+_METRIC_NAME = _pattern(_NAME, "a metric name [A-Za-z0-9._:-]{1,64}")
 
 
 def _keys(value: Any, path: str) -> None:
@@ -190,6 +194,7 @@ _SCHEMAS: dict[str, dict[str, Check]] = {
 }
 
 KINDS: Final = tuple(_SCHEMAS)
+_VALIDATORS: Final = {kind: _object({**_COMMON, **fields}) for kind, fields in _SCHEMAS.items()}
 
 
 @dataclass(frozen=True)
@@ -227,17 +232,26 @@ class Record:
         return self.data[key]
 
 
-def parse_record(data: Mapping[str, Any] | bytes) -> Record:
-    """Validate a record (a mapping or JSON bytes) and return it with its canonical bytes."""
-    value = loads(data) if isinstance(data, bytes | bytearray) else data
+def validate_record(value: Any) -> dict[str, Any]:
+    """Check a decoded record against its kind's schema (no encoding); return it as a dict.
+
+    :func:`parse_record` is this plus the canonical encoding; audit uses this alone on bodies
+    whose canonical form it checks another way.
+    """
     if not isinstance(value, Mapping):
         raise RecordError("a record must be a JSON object")
-    value = dict(value)
-    kind = value.get("kind")
+    record: dict[str, Any] = dict(value)
+    kind = record.get("kind")
     if kind not in _SCHEMAS:
         raise RecordError(f"kind: must be one of {', '.join(KINDS)}, got {kind!r:.80}")
-    _object({**_COMMON, **_SCHEMAS[kind]})(value, "")
-    _check_consistency(value)
+    _VALIDATORS[kind](record, "")
+    _check_consistency(record)
+    return record
+
+
+def parse_record(data: Mapping[str, Any] | bytes) -> Record:
+    """Validate a record (a mapping or JSON bytes) and return it with its canonical bytes."""
+    value = validate_record(loads(data) if isinstance(data, bytes | bytearray) else data)
     canonical = canonical_json(value)
     if len(canonical) > MAX_RECORD_BYTES:
         raise RecordError(f"record is {len(canonical)} bytes; the limit is {MAX_RECORD_BYTES}")

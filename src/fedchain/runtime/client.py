@@ -20,6 +20,7 @@ from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedchain.errors import FedchainError, LedgerUnavailable, RuleViolation
+from fedchain.flower.anchor import LedgerAnchor, anchored
 from fedchain.ledger import Entry, Ledger, Query, Record, parse_record
 from fedchain.ledger.canonical import sha256_hex
 from fedchain.runtime.arrays import arrays_sha256
@@ -126,8 +127,8 @@ class ClientRuntime:
         if record.kind == "run":
             rounds = record["config"].get("rounds")
             self._runs[run] = _RunView(int(rounds) if rounds else None, dict(record["config"]))
-        elif record.kind == "update" and record.org == self.org:
-            self._answered.add(str(record.task))
+        elif (record.kind == "update" and record.org == self.org) or record.kind == "selection":
+            self._answered.add(str(record.task))  # answered, or too late: selection is made
         elif record.kind == "close" and run in self._runs:
             view = self._runs[run]
             view.closed.add(int(record["round"]))
@@ -158,7 +159,9 @@ class ClientRuntime:
         self._events("task", {"round": rnd, "task": task_id, "type": task["type"]})
         try:
             message = self._fetch(task)
-            reply = self._call_app(message, self._context(run, view))
+            anchor = LedgerAnchor(self.ledger, run=run, round=rnd, task=task_id)
+            with anchored(anchor):  # lets a secure-aggregation mod anchor keys on the ledger
+                reply = self._call_app(message, self._context(run, view))
         except FedchainError as exc:
             self._announce_error(task, f"{type(exc).__name__}: {exc}")
             return

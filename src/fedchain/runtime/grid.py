@@ -24,7 +24,13 @@ from flwr.app import ArrayRecord, Error, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
-from fedchain.errors import FedchainError, TransportError, UpdateRejected
+from fedchain.errors import (
+    FedchainError,
+    HashMismatch,
+    PayloadTooLarge,
+    TransportError,
+    UpdateRejected,
+)
 from fedchain.ledger import Ledger, Query, parse_record
 from fedchain.ledger.canonical import sha256_hex
 from fedchain.runtime.arrays import arrays_sha256, validate_reply_arrays
@@ -331,9 +337,10 @@ class LedgerGrid(Grid):
             if sent.arrays is not None and not reply.has_error():
                 for got in reply.content.array_records.values():
                     validate_reply_arrays(org, sent.arrays, got)
-        except UpdateRejected as exc:
-            rlog.rejected[org] = exc.reason
-            self._events("rejected", {"round": info.round, "org": org, "reason": exc.reason})
+        except (UpdateRejected, PayloadTooLarge, HashMismatch) as exc:  # refused, with a reason
+            reason = exc.reason if isinstance(exc, UpdateRejected) else str(exc)
+            rlog.rejected[org] = reason
+            self._events("rejected", {"round": info.round, "org": org, "reason": reason})
             return
         except (FutureTimeout, TransportError, FedchainError) as exc:
             future.cancel()
@@ -343,7 +350,7 @@ class LedgerGrid(Grid):
         except Exception as exc:  # noqa: BLE001 - a malformed payload from a peer
             rlog.rejected[org] = f"undecodable reply: {type(exc).__name__}"
             return
-        if info.type.startswith("train"):
+        if info.type.startswith("train") and sent.arrays is not None:  # a model was sent
             rlog.aggregated[org] = str(info.announced[org]["update_sha256"])
         self._replies[mid] = with_metadata(
             reply, message_id=f"{mid}/reply", src_node_id=self.nodes.node(org),

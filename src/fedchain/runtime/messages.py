@@ -64,7 +64,7 @@ def encode_payload(content: RecordDict, message_type: str, group_id: str, ttl: f
 
 def decode_payload(data: bytes | bytearray) -> Message:
     """Inverse of :func:`encode_payload` / of a client's reply serialization."""
-    return decode_message(bytes(data))
+    return decode_message(data)
 
 
 def with_metadata(message: Message, **fields: Any) -> Message:

@@ -75,10 +75,18 @@ class ClientOptions:
     node_config: dict[str, Any] = field(default_factory=dict)
     insecure_dev: bool = False
     password: bytes | None = None
+    org: str | None = None  # the organization this process is configured as (--org)
+
+
+def _check_ledger_path(settings: LedgerSettings) -> None:
+    """A directory can never become the embedded ledger file: say so at once."""
+    if settings.backend == "embedded" and Path(settings.path).is_dir():
+        raise ConfigError(f"ledger path {settings.path} is a directory, not a ledger file")
 
 
 def _open_or_create(settings: LedgerSettings, identity: Identity, consortium: Consortium) -> Ledger:
     """Open the configured ledger; the aggregator creates an embedded one on first use."""
+    _check_ledger_path(settings)
     try:
         return open_ledger(settings, identity, consortium)
     except LedgerNotFound:
@@ -86,7 +94,8 @@ def _open_or_create(settings: LedgerSettings, identity: Identity, consortium: Co
             raise
         if Path(settings.path).exists():
             raise
-        return EmbeddedLedger.create(settings.path, consortium, identity)
+        EmbeddedLedger.create(settings.path, consortium, identity).close()
+        return open_ledger(settings, identity, consortium)  # with the configured settings
 
 
 def choose_run(ledger: Ledger, app_hash: str, requested: str | None) -> str:
@@ -181,7 +190,7 @@ def participate(
 ) -> None:
     """Run one organization until ``stop`` (or the run is done, with ``exit_when_done``)."""
     consortium = load_consortium(options.pki)
-    identity = load_identity(options.identity, password=options.password)
+    identity = _client_identity(options, consortium)
     client_app = load_component(resolve_app(options.app, "clientapp"))
     ledger = _wait_for_ledger(options.ledger, identity, consortium, stop)
     dataplane = DataPlaneClient(
@@ -208,6 +217,21 @@ def participate(
         ledger.close()
 
 
+def _client_identity(options: ClientOptions, consortium: Consortium) -> Identity:
+    """The organization's identity; it must be of the org the process is configured as."""
+    if options.org is not None and options.org not in consortium.orgs:
+        raise ConfigError(
+            f"{options.org} is not an organization of consortium {consortium.name!r} "
+            f"({', '.join(consortium.orgs)})"
+        )
+    identity = load_identity(options.identity, password=options.password)
+    if options.org is not None and identity.org != options.org:
+        raise ConfigError(
+            f"the identity at {options.identity} is of {identity.org}, not of {options.org}"
+        )
+    return identity
+
+
 def _wait_for_ledger(
     settings: LedgerSettings,
     identity: Identity,
@@ -216,6 +240,7 @@ def _wait_for_ledger(
     timeout: float = 60.0,
 ) -> Ledger:
     """Organizations may start before the aggregator has created the embedded ledger."""
+    _check_ledger_path(settings)
     deadline, delay = time.monotonic() + timeout, 0.05
     while True:
         try:

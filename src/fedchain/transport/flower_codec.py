@@ -13,15 +13,20 @@ message always encodes to the same bytes — and to the same SHA-256 on the ledg
 
 Cost and limits: encoding holds the message, its protobuf form and the output bytes at once
 (about 3x the array bytes at peak; decoding about 2x). Protobuf refuses messages of 2 GiB and
-more, so a single Flower message must stay under that size.
+more, so a single Flower message must stay under that size. The protobuf form is built in place
+(:func:`_message_proto`) rather than with ``message_to_proto``: Flower's builds each level from
+keyword arguments, and with the upb backend every level deep-copies the array bytes (four
+copies of a 40 MB model cost ~0.9 s here; in place, one copy, ~0.1 s). The fields set are the
+same, so the bytes are identical to Flower's serialization (a test checks it).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flwr.app import Message
-from flwr.common.serde import message_from_proto, message_to_proto
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.common.serde import config_record_to_proto, message_from_proto, metric_record_to_proto
+from flwr.common.serde_utils import error_to_proto, metadata_to_proto
 from flwr.proto.message_pb2 import Message as ProtoMessage
 from google.protobuf.message import DecodeError
 
@@ -33,10 +38,34 @@ __all__ = ["decode_message", "encode_message"]
 def encode_message(msg: Message) -> bytes:
     """Serialize ``msg`` (metadata, content or error) with Flower's protobuf schema."""
     try:
-        proto: Any = message_to_proto(msg)
-        return bytes(proto.SerializeToString(deterministic=True))
+        return bytes(_message_proto(msg).SerializeToString(deterministic=True))
     except (ValueError, TypeError) as exc:  # unsupported record values: a local bug
         raise InternalError(f"cannot encode Flower message: {exc}") from exc
+
+
+def _message_proto(msg: Message) -> Any:
+    """``flwr.common.serde.message_to_proto(msg)``, with each array's bytes copied once."""
+    proto: Any = ProtoMessage()
+    proto.metadata.CopyFrom(metadata_to_proto(msg.metadata))
+    if msg.has_content():
+        proto.content.SetInParent()
+        for key, record in msg.content.items():
+            item = proto.content.items.add(key=key)
+            if isinstance(record, ArrayRecord):
+                item.array_record.SetInParent()
+                for name, array in record.items():
+                    value = item.array_record.items.add(key=name).value
+                    value.dtype, value.stype, value.data = array.dtype, array.stype, array.data
+                    value.shape.extend(array.shape)
+            elif isinstance(record, MetricRecord):
+                item.metric_record.CopyFrom(metric_record_to_proto(record))
+            elif isinstance(record, ConfigRecord):
+                item.config_record.CopyFrom(config_record_to_proto(record))
+            else:
+                raise TypeError(f"unsupported record type: {type(record).__name__}")
+    if msg.has_error():
+        proto.error.CopyFrom(error_to_proto(msg.error))
+    return proto
 
 
 def decode_message(data: bytes | bytearray | memoryview) -> Message:

@@ -71,19 +71,27 @@ class AttachLoop:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        delay = 0.1
+        delay, warned = 0.1, False
         while not self._stop.is_set():
             try:
                 self._stream = self._call()
                 for _ in self._stream:
                     self.attached.set()
-                    delay = 0.1
+                    delay, warned = 0.1, False
                     if self._stop.is_set():
                         return
             except grpc.RpcError as exc:
                 if self._stop.is_set():
                     return
-                _log.info("attach to the aggregator failed (%s); retrying", exc.code())
+                # Once per outage as a warning (a refused certificate looks like this too),
+                # then quietly: the aggregator may simply be restarting.
+                _log.log(
+                    logging.INFO if warned else logging.WARNING,
+                    "cannot attach to the aggregator (%s: %s); retrying",
+                    exc.code(),
+                    exc.details() if isinstance(exc, grpc.Call) else exc,
+                )
+                warned = True
             self.attached.clear()
             self._stop.wait(delay)
             delay = min(delay * 2, 5.0)

@@ -44,6 +44,7 @@ _PEER_CHUNK_MAX = 4 << 20
 # Long rounds leave connections idle for minutes: keep them alive, but never ping-flood.
 _KEEPALIVE_MS = 60_000
 _KEEPALIVE_TIMEOUT_MS = 20_000
+_RECONNECT_MAX_MS = 2_000
 
 
 def server_credentials(identity: Identity, consortium: Consortium) -> Any:
@@ -89,6 +90,8 @@ def server_options(chunk_size: int) -> list[tuple[str, int]]:
 def channel_options(chunk_size: int, server_name: str | None = None) -> list[tuple[str, Any]]:
     """Client channel arguments; ``server_name`` overrides the TLS name checked."""
     options: list[tuple[str, Any]] = list(_common_options(chunk_size))
+    # Reconnect soon after an aggregator restart (gRPC's default backoff grows to 120 s).
+    options.append(("grpc.max_reconnect_backoff_ms", _RECONNECT_MAX_MS))
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
     return options

@@ -1,0 +1,1 @@
+"""A trivial, timed Flower app for measuring per-round coordination overhead."""

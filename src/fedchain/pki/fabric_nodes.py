@@ -1,0 +1,235 @@
+"""Fabric node identities (peers, the orderer) issued by a consortium's own CAs.
+
+A Fabric network needs, besides the organizations' members, a signing identity and a TLS server
+certificate for every node. :func:`init_fabric_nodes` issues them from the CAs of an existing
+fedchain PKI (``fedchain pki init``), so one CA per organization still signs everything, and
+adds an orderer organization with its own CA (it orders transactions but is not a fedchain
+organization, so it is not in ``consortium.json``). Layout under ``out``::
+
+    <org>/peers/<peer>/msp/               role peer (signcerts, keystore, cacerts, ...)
+    <org>/peers/<peer>/tls/               ca.crt, server.crt, server.key
+    <orderer-org>/ca/ca.pem, ca.key       the orderer organization's CA
+    <orderer-org>/msp/                    its public MSP (configtx.yaml MSPDir)
+    <orderer-org>/orderers/<orderer>/msp/ role orderer, and tls/ as for peers
+    <orderer-org>/users/admin/msp/        role admin
+    <orderer-org>/users/admin/tls/        ca.crt, client.crt, client.key (osnadmin mutual TLS)
+
+TLS server certificates carry the SANs ``localhost``, ``127.0.0.1``, ``<node>.<org>`` (the host
+name the compose demo gives the node) and any extra ``hosts``. Keys are unencrypted PKCS8: Fabric
+nodes read them unattended. Running again keeps complete nodes whose certificates still chain to
+today's CAs and carry the requested SANs; anything else is refused, never overwritten.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from fedchain.errors import IdentityNotFoundError, PKIError
+from fedchain.pki.certs import Identity, Role, create_ca, issue_identity, server_sans, validate_id
+from fedchain.pki.msp import load_cert, serialize_key, write_file, write_msp
+from fedchain.pki.store import load_ca, load_consortium
+
+__all__ = [
+    "DEFAULT_ORDERER",
+    "DEFAULT_ORDERER_ORG",
+    "DEFAULT_PEER",
+    "FabricNode",
+    "init_fabric_nodes",
+    "node_hosts",
+]
+
+DEFAULT_ORDERER_ORG = "ordererorg"
+DEFAULT_PEER = "peer0"
+DEFAULT_ORDERER = "orderer0"
+
+_MSP_FILES = (
+    "cacerts/ca.pem",
+    "tlscacerts/ca.pem",
+    "config.yaml",
+    "signcerts/cert.pem",
+    "keystore/key.pem",
+)
+CA = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
+
+
+@dataclass(frozen=True)
+class FabricNode:
+    """One node (or the orderer admin) and where its material is; ``created`` is False if kept."""
+
+    org: str
+    name: str
+    role: str
+    path: Path
+    hosts: tuple[str, ...]
+    created: bool
+
+
+def node_hosts(org: str, name: str, extra: Sequence[str] = ()) -> list[str]:
+    """Host names a node's TLS certificate must carry besides localhost and 127.0.0.1."""
+    return [f"{name}.{org}".lower(), *extra]
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _write_tls(folder: Path, ca_cert: x509.Certificate, tls: Identity, *, server: bool) -> None:
+    """``ca.crt`` plus ``server.crt/key`` (or ``client.crt/key``), Fabric's file names."""
+    if tls.key is None:
+        raise PKIError(f"TLS identity {tls.org}/{tls.name} has no key to write")
+    stem = "server" if server else "client"
+    write_file(folder / "ca.crt", _pem(ca_cert))
+    write_file(folder / f"{stem}.crt", tls.cert_pem)
+    write_file(folder / f"{stem}.key", serialize_key(tls.key, None), private=True)
+
+
+def _tls_files(server: bool) -> tuple[str, ...]:
+    stem = "server" if server else "client"
+    return ("ca.crt", f"{stem}.crt", f"{stem}.key")
+
+
+def _check_existing(
+    folder: Path, ca_cert: x509.Certificate, hosts: Sequence[str], *, server: bool
+) -> None:
+    """Refuse a node folder that is partial, from another CA, or lacks a requested SAN."""
+    msp_files = [folder / "msp" / f for f in _MSP_FILES]
+    tls_files = [folder / "tls" / f for f in _tls_files(server)]
+    missing = [str(p.relative_to(folder)) for p in msp_files + tls_files if not p.is_file()]
+    if missing:
+        raise PKIError(
+            f"{folder} is incomplete (missing {', '.join(missing)}); remove it and run again"
+        )
+    tls_cert = load_cert(tls_files[1])
+    for path, cert in ((msp_files[3], load_cert(msp_files[3])), (tls_files[1], tls_cert)):
+        try:
+            cert.verify_directly_issued_by(ca_cert)
+        except (InvalidSignature, ValueError, TypeError) as exc:
+            raise PKIError(
+                f"{path} was not issued by the current CA of its organization; "
+                f"remove {folder} and run again"
+            ) from exc
+    if server:
+        sans = tls_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        lacking = [str(name.value) for name in server_sans(hosts) if name not in sans]
+        if lacking:
+            raise PKIError(
+                f"the TLS certificate in {folder} lacks {', '.join(lacking)}; "
+                f"remove {folder} and run again"
+            )
+
+
+def _issue_into(
+    folder: Path,
+    ca: CA,
+    *,
+    org: str,
+    name: str,
+    role: Role,
+    hosts: Sequence[str],
+    now: datetime,
+) -> bool:
+    """Create ``folder`` (msp/ + tls/) atomically; False if a valid one is already there."""
+    ca_cert, ca_key = ca
+    server = role != "admin"
+    if folder.exists():
+        _check_existing(folder, ca_cert, hosts, server=server)
+        return False
+    signing = issue_identity(ca_cert, ca_key, org=org, name=name, role=role, now=now)
+    tls_role: Role = "server" if server else "admin"
+    tls = issue_identity(
+        ca_cert, ca_key, org=org, name=name, role=tls_role, hosts=hosts if server else (), now=now
+    )
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.staging-", dir=folder.parent))
+    try:
+        write_msp(staging / "msp", ca_cert, signing)
+        _write_tls(staging / "tls", ca_cert, tls, server=server)
+        staging.chmod(0o755)
+        staging.rename(folder)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PKIError(f"cannot create {folder}: {exc.strerror or exc}") from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return True
+
+
+def _orderer_ca(out: Path, org: str, now: datetime) -> CA:
+    """Load the orderer organization's CA from ``out``; create it and its MSP if absent."""
+    if (out / org / "ca").exists():
+        try:
+            ca = load_ca(out, org)
+        except IdentityNotFoundError as exc:
+            raise PKIError(f"{out / org / 'ca'} is incomplete; remove {out / org}") from exc
+    else:
+        ca = create_ca(org, now=now)
+        write_file(out / org / "ca" / "ca.key", serialize_key(ca[1], None), private=True)
+        write_file(out / org / "ca" / "ca.pem", _pem(ca[0]))
+    if not (out / org / "msp" / "config.yaml").is_file():
+        if (out / org / "msp").exists():
+            raise PKIError(f"{out / org / 'msp'} is incomplete; remove {out / org}")
+        write_msp(out / org / "msp", ca[0])
+    return ca
+
+
+def _issue_node(
+    out: Path, ca: CA, *, org: str, name: str, role: Role, hosts: Sequence[str], now: datetime
+) -> FabricNode:
+    """Issue (or keep) one node under ``out/<org>/<peers|orderers|users>/<name>``."""
+    group = {"peer": "peers", "orderer": "orderers"}.get(role, "users")
+    names = tuple(node_hosts(org, name, hosts)) if role != "admin" else ()
+    folder = out / org / group / name
+    created = _issue_into(folder, ca, org=org, name=name, role=role, hosts=names, now=now)
+    return FabricNode(org=org, name=name, role=role, path=folder, hosts=names, created=created)
+
+
+def init_fabric_nodes(
+    pki_dir: Path,
+    out: Path,
+    *,
+    orderer_org: str = DEFAULT_ORDERER_ORG,
+    peer: str = DEFAULT_PEER,
+    orderer: str = DEFAULT_ORDERER,
+    hosts: Sequence[str] = (),
+    password: bytes | None = None,
+    now: datetime | None = None,
+) -> list[FabricNode]:
+    """Issue one peer per consortium organization, one orderer and the orderer admin.
+
+    ``pki_dir`` is a fedchain PKI holding every organization's CA key (``<org>/ca/ca.key``,
+    decrypted with ``password`` if given). Idempotent: complete, current nodes are kept (see the
+    module docstring). Returns the peers (in organization order), the orderer, then the admin.
+    """
+    validate_id(orderer_org, "orderer organization id")
+    validate_id(peer, "peer name")
+    validate_id(orderer, "orderer name")
+    server_sans(hosts)  # validate the extra host names before anything is written
+    when = now or datetime.now(UTC)
+    cons = load_consortium(pki_dir)
+    if orderer_org.casefold() in {o.casefold() for o in cons.orgs}:
+        raise PKIError(
+            f"orderer organization {orderer_org!r} is also a consortium organization; "
+            "choose another --orderer-org"
+        )
+    nodes = [
+        _issue_node(out, load_ca(pki_dir, org, password=password), org=org, name=peer,
+                    role="peer", hosts=hosts, now=when)
+        for org in cons.orgs
+    ]  # fmt: skip
+    ord_ca = _orderer_ca(out, orderer_org, when)
+    nodes.append(_issue_node(out, ord_ca, org=orderer_org, name=orderer, role="orderer",
+                             hosts=hosts, now=when))  # fmt: skip
+    nodes.append(_issue_node(out, ord_ca, org=orderer_org, name="admin", role="admin",
+                             hosts=(), now=when))  # fmt: skip
+    return nodes

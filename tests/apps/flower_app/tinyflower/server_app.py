@@ -1,0 +1,5 @@
+"""The ServerApp component named in ``pyproject.toml``."""
+
+from tests.apps.tiny import server_app as app
+
+__all__ = ["app"]

@@ -1,0 +1,129 @@
+"""The runtime's commands end to end, as a user runs them: the installed console scripts
+``fedchain``, ``fedchain-server`` and ``fedchain-client`` in real processes over mTLS on
+127.0.0.1, with the embedded ledger file, then ``fedchain audit``; ``fedchain demo``; and the
+one-line ``error: ...`` (exit 1) a user gets for input they can fix.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.integration.runtime_support import ROOT, WAIT, Deployment, Proc, child_env, closes
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+FLOWER_APP = ROOT / "tests" / "apps" / "flower_app"
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run an installed console script to completion (never raises on a non-zero exit)."""
+    argv = [str(BIN / str(args[0])), *map(str, args[1:])]
+    return subprocess.run(
+        argv, capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=WAIT * 2
+    )
+
+
+def start(dep: Deployment, name: str, *args: str | Path) -> Proc:
+    """Start an installed console script (JSON events on stdout)."""
+    proc = Proc(name, [str(BIN / str(args[0])), *map(str, args[1:])], dep.workdir, child_env())
+    dep.procs.append(proc)
+    return proc
+
+
+def test_pki_init_server_three_clients_then_audit(tmp_path: Path) -> None:
+    pki, ledger, models = tmp_path / "pki", tmp_path / "ledger.sqlite", tmp_path / "models"
+    made = run("fedchain", "pki", "init", "--consortium", "e2e", "--orgs", "org1,org2,org3",
+               "--out", pki)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    dep = Deployment(pki=pki, workdir=tmp_path)
+    try:
+        agg = start(
+            dep, "aggregator", "fedchain-server", "--pki", pki, "--ledger", ledger,
+            "--models", models, "--address", "127.0.0.1:0", "--rounds", "2", "--min-nodes", "3",
+            "--deadline", "30", "--app", FLOWER_APP, "--json",
+        )  # fmt: skip
+        address = str(agg.event("listening")["address"])
+        orgs = [start(dep, org, "fedchain-client", "--pki", pki, "--org", org, "--server",
+                      address, "--ledger", ledger, "--app", FLOWER_APP, "--exit-when-done",
+                      "--json") for org in ("org1", "org2", "org3")]  # fmt: skip
+        agg.expect_exit(0)
+        for proc in orgs:
+            proc.expect_exit(0)
+    finally:
+        dep.stop_all()
+    rounds = closes(ledger)
+    assert sorted(rounds) == [1, 2]
+    assert all(len(r["aggregated"]) == 3 for r in rounds.values())
+
+    audited = run("fedchain", "audit", "--ledger", ledger, "--models", models)
+    assert audited.returncode == 0, audited.stderr
+    out = audited.stdout
+    assert "rounds recorded in" in out
+    assert "ledger intact" in out
+    assert "3 verified, 0 missing, 0 altered" in out  # the initial model and two rounds
+    rows = [line for line in out.splitlines() if "closed" in line and "org1, org2, org3" in line]
+    assert len(rows) == 2, out
+    for rnd in (1, 2):
+        assert rounds[rnd]["model_sha256"][:16] in out
+
+
+def test_demo_json(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    result = run("fedchain", "demo", "--rounds", "2", "--workdir", workdir, "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert last["event"] == "result"
+    assert last["audit_ok"] is True
+    assert last["accuracy"] > last["baseline"] - 0.3
+    assert [r["round"] for r in last["rounds"]] == [1, 2]
+    assert Path(last["plot"]).is_file()
+    assert Path(last["ledger"]).is_file()
+
+
+# -- input a user can fix: one line, exit 1 -----------------------------------------------------
+
+BAD = {
+    "missing pki": (["fedchain-server", "--pki", "{tmp}/nowhere"], "no consortium at"),
+    "unknown org": (["fedchain-client", "--pki", "{pki}", "--org", "org7"],
+                    "org7 is not an organization of consortium 'testnet'"),
+    "ledger is a directory": (["fedchain-client", "--pki", "{pki}", "--org", "org2",
+                               "--ledger", "{tmp}"], "is a directory, not a ledger file"),
+    "server app": (["fedchain-server", "--pki", "{pki}", "--ledger", "{tmp}/l.sqlite",
+                    "--app", "no_such_module:app"], "cannot import 'no_such_module'"),
+    "client app": (["fedchain-client", "--pki", "{pki}", "--org", "org2", "--ledger",
+                    "{tmp}/l.sqlite", "--app", "tests.apps:no_such_app"],
+                   "tests.apps has no attribute 'no_such_app'"),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bad_runs(
+    consortium_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Proc]]:
+    """Every bad command started at once (they run side by side), by case name."""
+    tmp = tmp_path_factory.mktemp("bad-cli")
+    dep = Deployment(pki=consortium_dir, workdir=tmp)
+    try:
+        yield {
+            case: start(dep, case.replace(" ", "-"),
+                        *[a.format(tmp=tmp, pki=consortium_dir) for a in argv])
+            for case, (argv, _) in BAD.items()
+        }  # fmt: skip
+    finally:
+        dep.stop_all()
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_is_one_error_line(bad_runs: dict[str, Proc], case: str) -> None:
+    proc = bad_runs[case]
+    assert proc.finish() == 1
+    lines = [line for line in proc.stderr_text().splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: ")
+    assert BAD[case][1] in lines[0]
