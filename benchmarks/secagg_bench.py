@@ -34,7 +34,7 @@ import argparse
 import gc
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,8 +84,13 @@ class Case:
     def exact_mean(self) -> list[np.ndarray]:
         live = [n for n in self.nodes if n not in self.dropped]
         total = sum(self.weights[n] for n in live)
-        return [sum(self.weights[n] * self.updates[n][k].astype(np.float64) for n in live) / total
-                for k in range(4)]
+        out = []
+        for k in range(4):
+            acc = np.zeros(self.updates[live[0]][k].shape, dtype=np.float64)
+            for n in live:
+                acc += self.weights[n] * self.updates[n][k].astype(np.float64)
+            out.append(acc / total)
+        return out
 
 
 @dataclass
@@ -130,9 +135,10 @@ class TimedGrid(LocalGrid):
 
     meter: Meter
 
-    def send_and_receive(self, messages: Sequence[Message] | object, *,  # type: ignore[override]
-                         timeout: float | None = None) -> list[Message]:
-        batch = list(messages)  # type: ignore[call-overload]
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        batch = list(messages)
         start = CLOCK[0]()
         replies = list(super().send_and_receive(batch, timeout=timeout))
         if batch:
@@ -140,7 +146,9 @@ class TimedGrid(LocalGrid):
         return replies
 
 
-def _grid(case: Case, app: ClientApp, meter: Meter, silence: Callable[[Message], bool]) -> TimedGrid:
+def _grid(
+    case: Case, app: ClientApp, meter: Meter, silence: Callable[[Message], bool]
+) -> TimedGrid:
     grid = TimedGrid(dict.fromkeys(case.nodes, app), silence=silence, observe=meter.observe)
     grid.meter = meter
     return grid
@@ -188,6 +196,7 @@ def run_fedchain(case: Case, meter: Meter) -> list[np.ndarray]:
 def run_flower(case: Case, meter: Meter) -> list[np.ndarray]:
     from flwr.client import NumPyClient
     from flwr.client.mod import secaggplus_mod
+    from flwr.common import Config, NDArrays
     from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
     from flwr.server import ServerConfig
     from flwr.server.compat.grid_client_proxy import GridClientProxy
@@ -201,12 +210,11 @@ def run_flower(case: Case, meter: Meter) -> list[np.ndarray]:
         configs = msg.content.config_records.get(RECORD_KEY_CONFIGS) if msg.has_content() else None
         return configs is not None and configs.get("stage") == "collect_masked_vectors"
 
-    class Org(NumPyClient):  # type: ignore[misc]
+    class Org(NumPyClient):
         def __init__(self, node: int) -> None:
             self.node = node
 
-        def fit(self, parameters: list[np.ndarray], config: dict[str, object]
-                ) -> tuple[list[np.ndarray], int, dict[str, object]]:
+        def fit(self, parameters: NDArrays, config: Config) -> tuple[NDArrays, int, Config]:
             return case.updates[self.node], case.weights[self.node], {}
 
     outer, inner = meter.timers(masking)
@@ -241,7 +249,8 @@ def measure(system: str, case: Case) -> dict[str, float]:
     done = CLOCK[0]()
     total = done - start - meter.excluded_s
     exact = case.exact_mean()
-    error = max(float(np.abs(a.astype(np.float64) - e).max()) for a, e in zip(arrays, exact))
+    error = max(float(np.abs(a.astype(np.float64) - e).max())
+                for a, e in zip(arrays, exact, strict=True))
     live = [n for n in case.nodes if n not in case.dropped]
     last_call_end = meter.grid_calls[-1][1] if meter.grid_calls else start
     return {

@@ -12,7 +12,7 @@
 #   channel                  create the channel and join the orderer and peers to it
 #   deploy                   install, approve and commit the chaincode; start its server
 #   env [ORG]                print the exports that make the peer CLI ORG's admin
-#   toml [ORG [server|client]]  print a fedchain.toml for the network (default: the aggregator)
+#   toml [ORG [server|client]]  print a fedchain.toml (default: the aggregator's; ORG: its client)
 #   status                   show which processes run
 #
 # Environment: FEDCHAIN_FABRIC_WORK (work folder, default fabric-network/.work),

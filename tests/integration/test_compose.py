@@ -1,8 +1,8 @@
 """docker/ (the compose demo) and fabric-network/ crypto, checked without Docker or Fabric.
 
-The crypto steps run for real, as the demo and network.sh run them (docker/scripts/setup.sh
-and ``network.sh crypto``: fedchain's PKI, then the peer and orderer identities from the same
-CAs). The compose file is checked against them and against the repository: every build
+The crypto step runs for real, as the demo runs it (docker/scripts/setup.sh: fedchain's PKI,
+then the peer and orderer identities from the same CAs; ``network.sh crypto`` is the same
+step). The compose file is checked against them and against the repository: every build
 context, Dockerfile, mounted path and script exists; every ``/shared`` path it names is made by
 the setup step (or is in the explicit list of what the channel step makes); every variable has
 a documented default; ports are distinct and loopback-only; services start in a workable order;
@@ -83,37 +83,14 @@ def run(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def crypto(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Both real crypto steps, run side by side (each starts the fedchain CLI twice).
-
-    ``shared``: the compose volume after docker/scripts/setup.sh (with the setup service's
-    environment); ``native``: fabric-network's work folder after ``network.sh crypto``.
-    """
-    base = tmp_path_factory.mktemp("crypto")
-    jobs = {
-        "shared": ([ "bash", str(DOCKER / "scripts" / "setup.sh")],
-                   {**env_of("setup"), "FABRIC_NETWORK_DIR": str(NETWORK)}),
-        "native": ([str(NETWORK / "network.sh"), "crypto"], {}),
-    }  # fmt: skip
-    procs = {}
-    for name, (argv, extra) in jobs.items():
-        env = {**os.environ, "PATH": tool_path(), **extra, "FEDCHAIN_FABRIC_WORK": str(base / name)}
-        procs[name] = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True)  # fmt: skip
-    for name, proc in procs.items():
-        _out, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, f"{name}: {err}"
-    return {name: base / name for name in jobs}
-
-
-@pytest.fixture(scope="module")
-def shared(crypto: dict[str, Path]) -> Path:
-    return crypto["shared"]
-
-
-@pytest.fixture(scope="module")
-def native(crypto: dict[str, Path]) -> Path:
-    return crypto["native"]
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared volume after the real setup step (docker/scripts/setup.sh, with the setup
+    service's environment): fedchain's PKI, then the node identities from the same CAs."""
+    work = tmp_path_factory.mktemp("compose") / "shared"
+    result = run(["bash", str(DOCKER / "scripts" / "setup.sh")], **env_of("setup"),
+                 FEDCHAIN_FABRIC_WORK=str(work), FABRIC_NETWORK_DIR=str(NETWORK))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return work
 
 
 def local(container_path: str, shared: Path) -> Path:
@@ -320,16 +297,31 @@ def test_setup_step_issues_complete_msps_for_the_container_host_names(shared: Pa
     assert "aggregator" in sans(aggregator_cert / "cert.pem")  # clients dial aggregator:9443
 
 
-def test_native_crypto_step_and_printed_toml_files(native: Path, tmp_path: Path) -> None:
+def test_network_sh_crypto_is_the_same_step_and_keeps_what_exists(
+    shared: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    shutil.copytree(shared, work)
+    (work / ".fedchain-fabric-network").touch()
+    before = {p: p.read_bytes() for p in work.rglob("*") if p.is_file()}
+    result = run([str(NETWORK / "network.sh"), "crypto"], FEDCHAIN_FABRIC_WORK=str(work))
+    assert result.returncode == 0, result.stderr
+    assert f"keeping the consortium PKI in {work}/pki" in result.stderr
+    assert {p: p.read_bytes() for p in work.rglob("*") if p.is_file()} == before
     for org in ORGS:
-        node = native / "crypto" / org / "peers" / TOPO["PEER_NAME"]
+        node = work / "crypto" / org / "peers" / TOPO["PEER_NAME"]
         for rel in MSP_FILES:
             assert (node / "msp" / rel).is_file()
         assert sans(node / "tls" / "server.crt") == ["localhost", PEERS[org]]
+
+
+def test_network_sh_toml_files_point_at_the_generated_material(
+    shared: Path, tmp_path: Path
+) -> None:
     roles = [(TOPO["AGGREGATOR_ORG"], "server"), *((org, "client") for org in ORGS)]
     for org, role in roles:
         result = run([str(NETWORK / "network.sh"), "toml", org, role],
-                     FEDCHAIN_FABRIC_WORK=str(native))  # fmt: skip
+                     FEDCHAIN_FABRIC_WORK=str(shared))  # fmt: skip
         assert result.returncode == 0, result.stderr
         path = tmp_path / f"{org}-{role}.toml"
         path.write_text(result.stdout)
@@ -341,14 +333,17 @@ def test_native_crypto_step_and_printed_toml_files(native: Path, tmp_path: Path)
         assert (fabric.channel, fabric.chaincode, fabric.msp_id) == (
             TOPO["CHANNEL"], TOPO["CHAINCODE_NAME"], org)
         assert fabric.tls_ca is not None
-        assert fabric.tls_ca.is_file()
         assert fabric.identity is not None
-        assert (fabric.identity / "signcerts" / "cert.pem").is_file()
         assert settings.organization is not None
         assert settings.organization.identity is not None
         assert fabric.identity == settings.organization.identity / "msp"
+        # The ledger identity is the process's own, issued by the CA its peer's TLS chains to.
         cert = load_cert(fabric.identity / "signcerts" / "cert.pem")
         cert.verify_directly_issued_by(load_cert(fabric.tls_ca))
+        peer_tls = shared / "crypto" / org / "peers" / TOPO["PEER_NAME"] / "tls" / "server.crt"
+        load_cert(peer_tls).verify_directly_issued_by(load_cert(fabric.tls_ca))
+        expected = "aggregator" if role == "server" else "client1"
+        assert settings.organization.identity.name == expected
 
 
 @pytest.mark.parametrize("service", ["aggregator", *ORGS])

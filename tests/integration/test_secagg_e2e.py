@@ -9,62 +9,28 @@ updates and each dropout with its stage, and the ledger must pass the audit.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp.strategy import FedAvg
+from tests.integration.runtime_support import Deployment
+from tests.integration.runtime_support import records as ledger_records
+from tests.integration.test_secagg_ledger import MAX_WEIGHT
 
 from fedchain.examples import digits
 from fedchain.examples.digits_data import partition
 from fedchain.examples.digits_model import init_params
 from fedchain.flower import LocalGrid
-from fedchain.ledger import Query
 from fedchain.ledger.audit import audit
-from fedchain.ledger.embedded import EmbeddedLedger
 from fedchain.pki import init_consortium
 from fedchain.runtime.arrays import load_model
 from fedchain.secagg import error_bound
-from tests.integration.test_secagg_ledger import MAX_WEIGHT
 
 ORGS = [f"org{i}" for i in range(1, 6)]
 KILLED = {"org2": "unmask", "org4": "collect_masked"}  # after / before the masked update
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def _spawn(module: str, args: list[str], log: Path, kill_at: str = "") -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "FEDCHAIN_TEST_KILL_AT": kill_at,
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-m", module, *args, "--json"], cwd=log.parent,
-                            stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env=env)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-def _listening(server: subprocess.Popen[str]) -> str:
-    assert server.stdout is not None
-    for line in server.stdout:
-        event = json.loads(line)
-        if event.get("event") == "listening":
-            return str(event["address"])
-    raise AssertionError("the aggregator exited before listening")
 
 
 def _expected_model(contributors: list[str]) -> ArrayRecord:
@@ -78,29 +44,25 @@ def _expected_model(contributors: list[str]) -> ArrayRecord:
 
 
 def test_secure_round_survives_organizations_killed_before_and_after_masking(
-    tmp_path: Path, processes: list[subprocess.Popen[str]]
+    tmp_path: Path,
 ) -> None:
-    pki, ledger, models = tmp_path / "pki", tmp_path / "ledger.sqlite", tmp_path / "models"
-    init_consortium(pki, consortium="e2e", orgs=ORGS, aggregator="org1")
-    common = ["--pki", str(pki), "--ledger", str(ledger)]
-    server = _spawn("fedchain.cli.server", [
-        *common, "--models", str(models), "--address", "127.0.0.1:0", "--rounds", "1",
-        "--min-nodes", str(len(ORGS)), "--deadline", "60",
-        "--app", "fedchain.examples.digits:secure_server_app"], tmp_path / "aggregator.log")
-    processes.append(server)
-    address = _listening(server)
-    for org in ORGS:
-        processes.append(_spawn("fedchain.cli.client", [
-            *common, "--org", org, "--server", address, "--exit-when-done",
-            "--app", "tests.integration.secagg_kill_app:app"], tmp_path / f"{org}.log",
-            kill_at=KILLED.get(org, "")))
-    assert server.wait(timeout=120) == 0, (tmp_path / "aggregator.log").read_text()[-3000:]
-    codes = {org: proc.wait(timeout=30) for org, proc in zip(ORGS, processes[1:], strict=True)}
-    assert codes == {org: 17 if org in KILLED else 0 for org in ORGS}
+    init_consortium(tmp_path / "pki", consortium="e2e", orgs=ORGS, aggregator="org1")
+    dep = Deployment(pki=tmp_path / "pki", workdir=tmp_path)
+    try:
+        agg = dep.server(rounds=1, min_nodes=len(ORGS), deadline=60,
+                         app="fedchain.examples.digits:secure_server_app")
+        address = str(agg.event("listening")["address"])
+        clients = {org: dep.client(org, address, app="tests.integration.secagg_kill_app:app",
+                                   env={"FEDCHAIN_TEST_KILL_AT": KILLED.get(org, "")})
+                   for org in ORGS}
+        agg.expect_exit(0)
+        for org, proc in clients.items():
+            proc.expect_exit(17 if org in KILLED else 0)
+    finally:
+        dep.stop_all()
+    ledger, models = dep.ledger, dep.models
 
-    with EmbeddedLedger.open(ledger) as book:
-        entries = book.metadata_get(Query(round=1))
-    records = [e.record for e in entries]
+    records = ledger_records(ledger, round=1)
     (close,) = [r for r in records if r.kind == "close"]
     masked_task = next(r for r in records if r.kind == "task" and r["model_sha256"] is not None)
     announced = {r.org: r["update_sha256"] for r in records

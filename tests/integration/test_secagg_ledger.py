@@ -56,8 +56,8 @@ def consortium_run(
     port = server.start("127.0.0.1:0")
     stop, threads = threading.Event(), []
     for org in ORGS:
-        client = DataPlaneClient(f"localhost:{port}", load_identity(identity_dir(pki, org, "client1")),
-                                 consortium)
+        identity = load_identity(identity_dir(pki, org, "client1"))
+        client = DataPlaneClient(f"localhost:{port}", identity, consortium)
         runtime = ClientRuntime(MemoryLedger(store, org), client, app, orgs=consortium.orgs,
                                 settings=ClientSettings(exit_when_done=True))
         threads.append(threading.Thread(target=runtime.run, args=(stop,), daemon=True))
@@ -110,9 +110,11 @@ def test_secure_run_equals_plain_fedavg_and_the_ledger_sees_only_masked_updates(
         (close,) = _records(store, "close", round=rnd)
         assert {a["org"]: a["update_sha256"] for a in close["aggregated"]} == {
             org: u["update_sha256"] for org, u in updates.items()}
-        assert close["dropouts"] == [] and close["model_sha256"] is not None
+        assert close["dropouts"] == []
+        assert close["model_sha256"] is not None
         for update in updates.values():  # nothing about a plaintext update is on the ledger
-            assert update["num_examples"] == 0 and update["metrics"] == {}
+            assert update["num_examples"] == 0
+            assert update["metrics"] == {}
         assert close["metrics"]["train_loss"] == pytest.approx(
             secure.train_metrics_clientapp[rnd]["train_loss"])
 
@@ -146,7 +148,8 @@ def test_a_substituted_key_is_refused_and_recorded_on_the_ledger(
     for rnd in (1, 2):
         refused = [u for u in _records(store, "update", round=rnd, org="org3")
                    if u["status"] == "error"]
-        assert len(refused) == 1 and "KeyMismatch" in refused[0]["error"]
+        assert len(refused) == 1
+        assert "KeyMismatch" in refused[0]["error"]
         (close,) = _records(store, "close", round=rnd)
         assert close["dropouts"] == [{"org": "org3", "stage": "secagg.share_keys"}]
         assert [a["org"] for a in close["aggregated"]] == ["org1", "org2"]

@@ -94,7 +94,8 @@ class BoardAnchor:
         self.board, self.node = board, node
         record = secagg_record(msg.content) if msg.has_content() else None
         self._round = int(msg.metadata.group_id or 0)
-        self._task = f"{self._round}:{record['kind'] if record else msg.metadata.message_type}"
+        kind = str(record["kind"]) if record else msg.metadata.message_type
+        self._task = f"{self._round}:{kind}"
 
     @property
     def task(self) -> str:

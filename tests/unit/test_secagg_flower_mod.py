@@ -9,13 +9,6 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-
-from fedchain.flower import LocalGrid, SecureAggregation, make_secagg_mod, secagg_mod
-from fedchain.flower.secagg_codec import SECAGG_RECORD, decode_server, encode, secagg_record
-from fedchain.flower.secagg_mod import SECAGG_ERROR_CODE
-from fedchain.runtime.messages import bind_task_identity
-from fedchain.secagg import KeysBroadcast, Kind, PublicKeys, Stage
-from fedchain.secagg.keys import x25519_public
 from tests.unit.secagg_flower_apps import (
     MAX_WEIGHT,
     NODES,
@@ -25,6 +18,21 @@ from tests.unit.secagg_flower_apps import (
     model,
     toy_app,
 )
+
+from fedchain.flower import LocalGrid, SecureAggregation, make_secagg_mod, secagg_mod
+from fedchain.flower.secagg_codec import SECAGG_RECORD, decode_server, encode, secagg_record
+from fedchain.flower.secagg_mod import SECAGG_ERROR_CODE
+from fedchain.runtime.messages import bind_task_identity
+from fedchain.secagg import (
+    Abort,
+    KeysBroadcast,
+    Kind,
+    PublicKeys,
+    RoundConfig,
+    SetupRequest,
+    Stage,
+)
+from fedchain.secagg.keys import x25519_public
 
 
 def _kind(msg: Message) -> Kind | None:
@@ -50,7 +58,9 @@ def test_plain_messages_pass_through_the_mod_untouched(mtype: str) -> None:
         return answer
 
     assert secagg_mod(msg, context, app) is answer
-    assert seen == [msg] and seen[0] is msg and list(msg.content.keys()) == ["arrays", "config"]
+    assert seen == [msg]
+    assert seen[0] is msg
+    assert list(msg.content.keys()) == ["arrays", "config"]
 
 
 def test_plain_runs_give_identical_replies_with_and_without_the_mod() -> None:
@@ -60,13 +70,14 @@ def test_plain_runs_give_identical_replies_with_and_without_the_mod() -> None:
         grid = grid_of(toy_app([make_secagg_mod()] if with_mod else []), observe=lambda m, r, g=got:
                        g.__setitem__((m.metadata.message_type, m.metadata.dst_node_id), r))
         fedavg().start(grid=grid, initial_arrays=model(), num_rounds=1)
-    assert set(replies[True]) == set(replies[False]) and len(replies[True]) == 2 * len(NODES)
+    assert set(replies[True]) == set(replies[False])
+    assert len(replies[True]) == 2 * len(NODES)
     for key, a in replies[True].items():
         b = replies[False][key]
         assert list(a.content.keys()) == list(b.content.keys())
-        for name in a.content.array_records:
-            for k in a.content[name]:
-                assert np.array_equal(a.content[name][k].numpy(), b.content[name][k].numpy())
+        for name, arrays in a.content.array_records.items():
+            for k, array in arrays.items():
+                assert np.array_equal(array.numpy(), b.content.array_records[name][k].numpy())
         assert a.content.metric_records == b.content.metric_records
 
 
@@ -75,13 +86,14 @@ def test_a_stage_message_without_a_round_is_refused_with_an_error_reply() -> Non
     record = encode(KeysBroadcast({}))
     msg = Message(RecordDict({SECAGG_RECORD: record}), 11, "train")
     reply = make_secagg_mod()(msg, Context(1, 11, {}, RecordDict(), {}), lambda m, c: m)
-    assert reply.has_error() and reply.error.code == SECAGG_ERROR_CODE
-    assert reply.error.reason.startswith("StageError")
+    assert reply.has_error()
+    assert reply.error.code == SECAGG_ERROR_CODE
+    assert str(reply.error.reason).startswith("StageError")
 
 
 def _errors(seen: Iterable[tuple[Message, Message]]) -> dict[int, str]:
     """Error replies to train-type messages (secure-aggregation stages and training), by node."""
-    return {m.metadata.dst_node_id: r.error.reason for m, r in seen
+    return {m.metadata.dst_node_id: str(r.error.reason) for m, r in seen
             if r.has_error() and m.metadata.message_type == "train"}
 
 
@@ -108,7 +120,7 @@ def test_anchored_keys_are_published_and_relayed_unchanged() -> None:
     assert set(published) == set(NODES)
     for msg, _ in seen:
         if _kind(msg) is Kind.KEYS_BROADCAST:
-            relayed = decode_server(msg.content[SECAGG_RECORD])
+            relayed = decode_server(msg.content.config_records[SECAGG_RECORD])
             assert isinstance(relayed, KeysBroadcast)
             assert {int(o): k for o, k in relayed.keys.items()} == {
                 n: published[n] for n in NODES if n != msg.metadata.dst_node_id}
@@ -123,7 +135,7 @@ class SwappingGrid(LocalGrid):
         out = []
         for msg in messages:
             if _kind(msg) is Kind.KEYS_BROADCAST and msg.metadata.dst_node_id == 13:
-                keys = dict(decode_server(msg.content[SECAGG_RECORD]).keys)  # type: ignore[union-attr]
+                keys = dict(decode_server(msg.content.config_records[SECAGG_RECORD]).keys)  # type: ignore[union-attr]
                 keys["12"] = self.fake
                 msg.content[SECAGG_RECORD] = encode(KeysBroadcast(keys))
             out.append(msg)
@@ -141,11 +153,13 @@ def test_a_substituted_key_is_caught_only_with_anchoring(anchor: bool) -> None:
     victim = [r for m, r in seen if _kind(m) is Kind.KEYS_BROADCAST
               and m.metadata.dst_node_id == 13]
     if anchor:
-        assert victim[0].has_error() and victim[0].error.reason.startswith("KeyMismatch")
+        assert victim[0].has_error()
+        assert str(victim[0].error.reason).startswith("KeyMismatch")
         assert strategy.reports[1].dropouts == {13: Stage.SHARE_KEYS}
         assert strategy.reports[1].contributors == (11, 12, 14, 15)
     else:  # without a ledger the victim seals its shares for node 12 to the aggregator's key
-        assert not victim[0].has_error() and _kind(victim[0]) is Kind.SHARE_BUNDLE
+        assert not victim[0].has_error()
+        assert _kind(victim[0]) is Kind.SHARE_BUNDLE
 
 
 def test_a_reply_that_does_not_fit_the_model_is_rejected_by_the_mod() -> None:
@@ -178,3 +192,21 @@ def test_no_organization_unmasks_twice_in_one_ledger_round() -> None:
     assert list(again) == []
     assert strategy.reports[1].failure is not None
     assert strategy.reports[1].dropouts == dict.fromkeys(NODES, Stage.ADVERTISE_KEYS)
+
+
+def test_an_abort_makes_the_organization_forget_the_round() -> None:
+    bind_task_identity(1, 1)
+    mod, context = make_secagg_mod(), Context(1, 11, {}, RecordDict(), {})
+    config = RoundConfig("1.x", ("11", "12", "13"), threshold=2, dim=4, clip=1.0, max_weight=9)
+
+    def send(message: SetupRequest | Abort | KeysBroadcast) -> Message:
+        msg = Message(RecordDict({SECAGG_RECORD: encode(message)}), 11, "train")
+        return mod(msg, context, lambda m, c: m)
+
+    assert _kind(send(SetupRequest(config))) is Kind.KEY_ADVERT
+    aborted = send(Abort("the aggregator gave up"))
+    assert not aborted.has_error()
+    assert not aborted.content.config_records
+    late = send(KeysBroadcast({}))
+    assert late.has_error()
+    assert str(late.error.reason).startswith("StageError")

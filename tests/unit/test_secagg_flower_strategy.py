@@ -13,12 +13,6 @@ import numpy as np
 import pytest
 from flwr.app import Array, ConfigRecord, Context, Message
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedMedian, FedProx, Krum, Strategy
-
-from fedchain.errors import ConfigError
-from fedchain.flower import SecureAggregation, secagg_mod
-from fedchain.flower.secagg_codec import SECAGG_RECORD, secagg_record
-from fedchain.secagg import Kind, Stage
-from fedchain.transport.flower_codec import encode_message
 from tests.unit.secagg_flower_apps import (
     MAX_WEIGHT,
     NODES,
@@ -26,9 +20,15 @@ from tests.unit.secagg_flower_apps import (
     grid_of,
     max_diff,
     model,
-    toy_app,
     tolerance,
+    toy_app,
 )
+
+from fedchain.errors import ConfigError
+from fedchain.flower import SecureAggregation, secagg_mod
+from fedchain.flower.secagg_codec import SECAGG_RECORD, secagg_record
+from fedchain.secagg import Kind, Stage
+from fedchain.transport.flower_codec import encode_message
 
 WEIGHTS = {node: 10 + node % 50 for node in NODES}
 
@@ -56,8 +56,10 @@ def test_secure_equals_plain_for_averaging_strategies(make: Callable[[], Strateg
             plain.train_metrics_clientapp[rnd]["loss"], abs=1e-4)
         assert secure.evaluate_metrics_clientapp[rnd] == plain.evaluate_metrics_clientapp[rnd]
         report = secure_strategy.reports[rnd]
-        assert report.contributors == NODES and report.total_weight == total
-        assert not report.dropouts and report.failure is None
+        assert report.contributors == NODES
+        assert report.total_weight == total
+        assert not report.dropouts
+        assert report.failure is None
 
 
 def test_the_aggregator_only_sees_masked_replies() -> None:
@@ -69,13 +71,16 @@ def test_the_aggregator_only_sees_masked_replies() -> None:
     dim = 20 * 30 + 30 + 1  # the model's values plus one metric
     for msg, reply in seen:
         if msg.metadata.message_type == "train":
-            assert not reply.content.array_records and not reply.content.metric_records
+            assert not reply.content.array_records
+            assert not reply.content.metric_records
             assert _kind(reply) is not None
         if _kind(msg) is Kind.SHARES_DELIVERY:
             masked = reply.content[SECAGG_RECORD]["masked"]
-            assert isinstance(masked, bytes) and len(masked) == 4 * (dim + 1)
+            assert isinstance(masked, bytes)
+            assert len(masked) == 4 * (dim + 1)
         if msg.metadata.message_type == "evaluate":
-            assert _kind(msg) is None and reply.content.metric_records
+            assert _kind(msg) is None
+            assert reply.content.metric_records
 
 
 def test_upload_is_about_one_float32_model() -> None:
@@ -117,8 +122,10 @@ def test_dropouts_before_and_after_masking_are_tolerated() -> None:
 
 def test_setup_dropout_and_error_replies_are_recorded_per_stage() -> None:
     strategy = _secure(fedavg())
-    grid = grid_of(toy_app([secagg_mod]),
-                   silence=lambda m: m.metadata.dst_node_id == 15 and _kind(m) is Kind.SETUP_REQUEST)
+    def silence(msg: Message) -> bool:
+        return msg.metadata.dst_node_id == 15 and _kind(msg) is Kind.SETUP_REQUEST
+
+    grid = grid_of(toy_app([secagg_mod]), silence=silence)
     strategy.start(grid=grid, initial_arrays=model(), num_rounds=1)
     assert strategy.reports[1].dropouts == {15: Stage.ADVERTISE_KEYS}
     assert strategy.reports[1].contributors == (11, 12, 13, 14)
@@ -129,7 +136,8 @@ def test_too_many_dropouts_leave_the_model_unchanged() -> None:
     result = strategy.start(grid=grid_of(toy_app([secagg_mod], fail=lambda m, c: c.node_id > 12)),
                             initial_arrays=model(), num_rounds=1)
     report = strategy.reports[1]
-    assert report.failure is not None and "TooManyDropouts" in report.failure
+    assert report.failure is not None
+    assert "TooManyDropouts" in report.failure
     assert report.contributors == ()
     assert len(result.arrays) == 0  # no round produced a model
     assert 1 not in result.train_metrics_clientapp

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from fedchain.cli._common import console, run_cli
 from fedchain.cli.progress import EventSink
-from fedchain.runtime.demo import DemoResult, run_demo
+
+if TYPE_CHECKING:
+    from fedchain.runtime.demo import DemoResult
 
 Opt = typer.Option
 
@@ -27,6 +29,8 @@ def demo(
     json_output: Annotated[bool, Opt("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Train the built-in digits app across separate org processes over mTLS, then audit."""
+    from fedchain.runtime.demo import run_demo  # heavy (Flower, scikit-learn): only when used
+
     with EventSink(as_json=json_output, rounds=rounds, label="demo") as sink:
         result = run_demo(workdir, rounds=rounds, orgs=orgs, secure=secure, events=sink)
     if json_output:
