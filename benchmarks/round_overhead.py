@@ -33,6 +33,8 @@ import round_systems
 from round_floor import transfer_floor
 from round_stats import (
     breakdown_table,
+    cpu_per_round,
+    cpu_table,
     fedchain_breakdown,
     flower_breakdown,
     markdown_report,
@@ -121,6 +123,11 @@ def _report(
             fedchain_breakdown(r, WARMUP) if r.system == "fedchain" else flower_breakdown(r, WARMUP)
         )
         parts.append(breakdown_table(f"{r.system}, {r.params:,} parameters", phases))
+        if r.system == "fedchain":
+            wall = summaries[(r.system, r.params)]["wall_median"]
+            parts.append(
+                cpu_table(f"fedchain, {r.params:,} parameters", cpu_per_round(r, WARMUP), wall)
+            )
     return "\n\n".join(parts)
 
 
@@ -179,7 +186,7 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
         "--profile",
         type=Path,
         default=None,
-        help="run fedchain's processes under py-spy; raw stacks go here",
+        help="run fedchain's aggregator under py-spy (pip install py-spy); raw stacks go here",
     )
     parser.add_argument("--worker", choices=("server", "client"), help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)

@@ -12,6 +12,8 @@ Definitions (all wall-clock, one machine):
 
 from __future__ import annotations
 
+import itertools
+import os
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -71,22 +73,25 @@ def _by_round(events: list[dict[str, Any]], name: str) -> dict[int, list[dict[st
     return found
 
 
-def _reply_between(row: dict[str, Any], after: float, before: float) -> dict[str, Any]:
-    """The reply whose handler ran between an organization's ``task`` and ``announced``."""
+def _reply_of(row: dict[str, Any], partition: int) -> dict[str, Any]:
+    """The reply of the node with ``partition-id`` = ``partition`` (its index among the orgs)."""
     for reply in row["replies"]:
-        if "t-in" in reply and after <= reply["t-in"] <= before:
+        if reply.get("partition-id") == partition:
             return dict(reply)
-    raise ValueError(f"round {row['round']}: no reply matches the organization's events")
+    raise ValueError(f"round {row['round']}: no reply from partition {partition}")
 
 
 def _critical_path(
-    row: dict[str, Any], end: float, server: dict[str, list[dict[str, Any]]], org: dict[str, float]
+    row: dict[str, Any],
+    end: float,
+    server: dict[str, list[dict[str, Any]]],
+    org: dict[str, float],
+    reply: dict[str, Any],
 ) -> dict[str, float]:
     """One round, along the organization whose announcement the aggregator saw last."""
     task = server["task"][0]["wall"]
     seen = max(e["wall"] for e in server["announced"])
     selected = server["selected"][0]["wall"]
-    reply = _reply_between(row, org["task"], org["announced"])
     return {
         "configure, encode payload, publish tasks": task - row["start"],
         "ledger notice of the task (org)": org["task"] - task,
@@ -120,9 +125,24 @@ def fedchain_breakdown(result: Any, skip: int) -> dict[str, float]:
             continue
         org = max(mine["announced"], key=lambda e: e["wall"])["org"]
         times = {n: client[org][n][rnd][0]["wall"] for n in ("task", "announced")}
-        for name, value in _critical_path(row, end, mine, times).items():
+        reply = _reply_of(row, sorted(client).index(org))  # the runtime's partition-id
+        for name, value in _critical_path(row, end, mine, times, reply).items():
             phases.setdefault(name, []).append(value)
     return {name: statistics.median(values) for name, values in phases.items()}
+
+
+def cpu_per_round(result: Any, skip: int) -> dict[str, float]:
+    """Median CPU seconds (all threads) each fedchain process spends per measured round,
+    from one ``task`` event of a process to its next (so the whole round counts)."""
+    streams = {"aggregator": result.server_events, **result.client_events}
+    out: dict[str, float] = {}
+    for who, events in streams.items():
+        tasks = [e for e in events if e["event"] == "task" and "cpu" in e]
+        marks = [e["cpu"] for e in tasks if int(e["round"]) > skip]
+        deltas = [b - a for a, b in itertools.pairwise(marks)]
+        if deltas:
+            out[who] = statistics.median(deltas)
+    return out
 
 
 def flower_breakdown(result: Any, skip: int) -> dict[str, float]:
@@ -216,6 +236,22 @@ def markdown_report(
                     f"{dataplane[f'{kind}_median']:.0f} MB/s | "
                     f"{dataplane[f'{kind}_min']:.0f} MB/s | >= 200 MB/s: {ok} |"
                 )
+    return "\n".join(lines)
+
+
+def cpu_table(title: str, cpu: dict[str, float], wall: float) -> str:
+    """CPU per round of each process, their sum, and that sum over the machine's cores."""
+    cores = os.cpu_count() or 1
+    total = sum(cpu.values())
+    lines = [
+        f"{title}: CPU time per round (median), against the round wall time {_ms(wall)}",
+        "",
+        "| process | CPU per round |",
+        "|---|---:|",
+        *(f"| {who} | {value * 1000:,.0f} ms |" for who, value in cpu.items()),
+        f"| **all processes** | **{total * 1000:,.0f} ms** |",
+        f"| all / {cores} cores (lower bound on the wall time) | {total / cores * 1000:,.0f} ms |",
+    ]
     return "\n".join(lines)
 
 

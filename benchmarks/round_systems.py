@@ -34,7 +34,8 @@ from fedchain.pki import create_ca, identity_dir, init_consortium, issue_identit
 HERE = Path(__file__).resolve().parent
 APP_DIR = HERE / "flower_app"
 VENV_BIN = Path(sys.executable).parent
-#: Set by ``--profile DIR``: run every fedchain process under py-spy, stacks written there.
+#: Set by ``--profile DIR``: run fedchain's aggregator (the serial bottleneck) under py-spy,
+#: its raw stacks written there (one sampler only, so the round is barely perturbed).
 PROFILE_DIR: Path | None = None
 
 
@@ -58,7 +59,8 @@ def _emitter(who: str) -> Any:
     lock = threading.Lock()
 
     def emit(name: str, data: dict[str, Any]) -> None:
-        line = json.dumps({"event": name, "who": who, "wall": time.time(), **data}, default=str)
+        stamp = {"wall": time.time(), "cpu": time.process_time()}  # CPU: all threads
+        line = json.dumps({"event": name, "who": who, **stamp, **data}, default=str)
         with lock:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
@@ -115,12 +117,12 @@ def _spawn_worker(
         "--spec",
         str(spec_path),
     ]
-    if PROFILE_DIR is not None:  # sample the whole process with py-spy (raw stacks)
+    if PROFILE_DIR is not None and role == "server":  # sample it with py-spy (raw stacks)
         cmd = [
             str(VENV_BIN / "py-spy"),
             "record",
             "--rate",
-            "250",
+            "100",
             "--format",
             "raw",
             "--output",

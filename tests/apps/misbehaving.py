@@ -12,6 +12,7 @@ on ``PYTHONPATH``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from flwr.clientapp import ClientApp
 
 from tests.apps import tiny
 
-__all__ = ["bad_arrays", "echo", "gated_in_round_2", "hang_in_round_2", "replay_then_oversize"]
+__all__ = ["bad_arrays", "echo", "gated", "hang_in_round_2", "replay_then_oversize"]
 
 Mutation = Callable[[Message, Message, int], Message]
 
@@ -72,17 +73,22 @@ def _hang(reply: Message, msg: Message, rnd: int) -> Message:
 hang_in_round_2 = _wrapping(_hang)
 
 
-# -- gated: waits in round 2 until the test writes a line on its stdin -------------------------
+# -- gated: waits once, in round $TEST_GATE_ROUND (default 2), for a line on its stdin ---------
 
 
-def _gate(reply: Message, msg: Message, rnd: int) -> Message:
-    if rnd == 2:
-        _say({"state": "waiting", "round": rnd})
-        sys.stdin.readline()  # the test lets it go on at the moment it chooses
-    return reply
+class _Gate:
+    def __init__(self) -> None:
+        self.passed = False
+
+    def __call__(self, reply: Message, msg: Message, rnd: int) -> Message:
+        if rnd == int(os.environ.get("TEST_GATE_ROUND", "2")) and not self.passed:
+            self.passed = True
+            _say({"state": "waiting", "round": rnd})
+            sys.stdin.readline()  # the test lets it go on at the moment it chooses
+        return reply
 
 
-gated_in_round_2 = _wrapping(_gate)
+gated = _wrapping(_Gate())
 
 
 # -- malformed replies: one defect per round ---------------------------------------------------

@@ -40,7 +40,8 @@ def train_handler(msg: Message, context: Context) -> Message:
     new = [(p + 0.5 * (t - p)).astype(np.float32) for p, t in zip(params, target, strict=True)]
     loss = float(np.mean([np.mean((p - t) ** 2) for p, t in zip(params, target, strict=True)]))
     examples = 10 + int(context.node_config.get("partition-id", 0))
-    rnd = msg.content.config_records["config"].get("server-round", 0)
+    sent = msg.content.config_records["config"].get("server-round", 0)
+    rnd = sent if isinstance(sent, int) else 0
     metrics = MetricRecord({"train_loss": loss, "num-examples": examples, "server-round": rnd})
     return Message(RecordDict({"arrays": ArrayRecord(new), "metrics": metrics}), reply_to=msg)
 

@@ -1,6 +1,6 @@
 """Real ``fedchain-server`` / ``fedchain-client`` processes for the runtime tests, and ways to
-synchronise on them without sleeping: their ``--json`` events (stdout), their log lines (stderr)
-and the embedded ledger file they share (followed with ``Ledger.wait``).
+synchronise on them without sleeping: their ``--json`` events (stdout), their log lines
+(stderr), their exit; then the records of the embedded ledger file they share.
 
 Every process is started with the repository root on ``PYTHONPATH`` (so ``--app
 tests.apps.misbehaving:<name>`` imports) and is killed by its own pid when the test ends.
@@ -25,8 +25,8 @@ from fedchain.ledger import Query, Record
 from fedchain.ledger.embedded import EmbeddedLedger
 
 __all__ = [
-    "ROOT", "WAIT", "Deployment", "Proc", "by_org", "child_env", "closes", "follow_ledger",
-    "free_port", "records",
+    "ROOT", "TINY_CLIENT", "TINY_SERVER", "WAIT", "Deployment", "Proc", "by_org", "child_env",
+    "closes", "free_port", "records",
 ]  # fmt: skip
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -249,24 +249,6 @@ def records(ledger: Path, **query: Any) -> list[Record]:
     """Records of the ledger file matching ``Query(**query)``, read-only."""
     with EmbeddedLedger.open(ledger) as led:
         return [e.record for e in led.metadata_get(Query(**query))]
-
-
-def follow_ledger(
-    ledger: Path, until: Callable[[list[Record]], bool], timeout: float = WAIT
-) -> list[Record]:
-    """Follow the ledger (``wait``, no polling loop of ours) until ``until(all records)``."""
-    deadline = time.monotonic() + timeout
-    with EmbeddedLedger.open(ledger) as led:
-        seen = [e.record for e in led.metadata_get()]
-        after = led.head()
-        while not until(seen):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"the ledger never reached the state (at {after})")
-            for entry in led.wait(after, remaining):
-                seen.append(entry.record)
-                after = entry.seq
-        return seen
 
 
 def closes(ledger: Path, run: str | None = None) -> dict[int, Record]:

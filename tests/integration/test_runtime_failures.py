@@ -27,7 +27,7 @@ from fedchain.ledger.audit import audit
 pytestmark = pytest.mark.slow
 
 HANG = "tests.apps.misbehaving:hang_in_round_2"
-GATED = "tests.apps.misbehaving:gated_in_round_2"
+GATED = "tests.apps.misbehaving:gated"
 #: Far above what a round takes here: reaching it would mean the runtime waited for a dead org.
 DEADLINE = 40.0
 
@@ -109,12 +109,15 @@ def test_aggregator_killed_mid_run_resumes_from_the_last_closed_round(
 ) -> None:
     dep = deployment
     address = f"127.0.0.1:{free_port()}"
-    agg, clients, _ = dep.start(
-        {"org1": None, "org2": None, "org3": None}, rounds=4, address=address, deadline=DEADLINE
-    )
+    agg = dep.server(rounds=4, address=address, deadline=DEADLINE)
     run = agg.event("listening")["run"]
-    agg.event("task", round=3, type="train")
-    agg.kill()  # kill -9 during round 3: its task is out, the organizations are training
+    clients = {org: dep.client(org, address) for org in ("org1", "org2")}
+    clients["org3"] = dep.client(
+        "org3", address, app=GATED, stdin=True, env={"TEST_GATE_ROUND": "3"}
+    )
+    clients["org3"].event("app", state="waiting", round=3)  # round 3 cannot close meanwhile
+    agg.kill()  # kill -9 during round 3
+    clients["org3"].tell("go")  # org3 answers the dead aggregator's task: never aggregated
 
     again = dep.server(rounds=4, address=address, deadline=DEADLINE)  # the same command
     assert again.event("listening")["run"] == run  # the unfinished run is resumed
@@ -128,10 +131,13 @@ def test_aggregator_killed_mid_run_resumes_from_the_last_closed_round(
     train3 = [t for t in records(dep.ledger, kind="task", run=run, round=3) if t["type"] == "train"]
     assert len(train3) == 2  # the killed aggregator's task, then the resumed one
     assert [t["model_sha256"] for t in train3] == [rounds[2]["model_sha256"]] * 2
-    resumed = {u.org: u["update_sha256"] for u in records(dep.ledger, kind="update",
-                                                           task=train3[1].task)}  # fmt: skip
+    orphaned, resumed = (
+        {u.org: u["update_sha256"] for u in records(dep.ledger, kind="update", task=t.task)}
+        for t in train3
+    )
+    assert sorted(orphaned) == sorted(resumed) == ["org1", "org2", "org3"]
     assert by_org(rounds[3]["aggregated"], "update_sha256") == resumed
-    assert len(resumed) == 3
+    assert not set(orphaned.values()) & set(resumed.values())
     for rnd, close in rounds.items():  # the apps saw the ledger's round numbers throughout
         assert close["metrics"]["server-round"] == rnd
     assert rounds[4]["model_sha256"] not in {rounds[r]["model_sha256"] for r in (1, 2, 3)}
@@ -160,7 +166,9 @@ def test_ledger_briefly_locked_delays_but_loses_nothing(deployment: Deployment) 
     address = str(agg.event("listening")["address"])
     with _Lock(dep.ledger):  # the aggregator cannot write the run record nor the first task
         clients = {org: dep.client(org, address) for org in ("org1", "org2")}
-        clients["org3"] = dep.client("org3", address, app=GATED, stdin=True)
+        clients["org3"] = dep.client(
+            "org3", address, app=GATED, stdin=True, env={"TEST_GATE_ROUND": "2"}
+        )
         retry = agg.wait_err("ledger unavailable while trying to")
     assert "retry 1/" in retry
 

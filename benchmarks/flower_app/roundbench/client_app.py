@@ -1,9 +1,10 @@
 """ClientApp: "training" returns the received arrays plus a constant and times itself.
 
 The reply's MetricRecord carries ``compute-s`` (the handler's own duration: decoding the
-arrays, the addition, building the reply) and the wall-clock instants ``t-in`` / ``t-out`` at
-which the handler started and finished, so the benchmark can subtract the compute from the
-round's wall time and place the handler on a timeline with the runtime's events.
+arrays, the addition, building the reply), the wall-clock instants ``t-in`` / ``t-out`` at
+which the handler started and finished, and the node's ``partition-id``, so the benchmark can
+subtract the compute from the round's wall time and place each handler on a timeline with the
+runtime's events.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ def train(msg: Message, context: Context) -> Message:
     )
     compute = time.perf_counter() - start
     metrics = MetricRecord(
-        {"num-examples": 1, "compute-s": compute, "t-in": t_in, "t-out": time.time()}
+        {
+            "num-examples": 1,
+            "compute-s": compute,
+            "t-in": t_in,
+            "t-out": time.time(),
+            "partition-id": int(context.node_config.get("partition-id", -1)),
+        }
     )
     return Message(RecordDict({"arrays": updated, "metrics": metrics}), reply_to=msg)

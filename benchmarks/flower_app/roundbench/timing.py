@@ -19,7 +19,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-_REPLY_KEYS = ("compute-s", "t-in", "t-out")
+_REPLY_KEYS = ("compute-s", "t-in", "t-out", "partition-id")
 
 
 class TimedStrategy(Strategy):
