@@ -79,7 +79,7 @@ def server_options(settings: Settings, **flags: Any) -> ServerOptions:
         min_nodes=flags.get("min_nodes"),
         wait_for=flags.get("wait_for"),
         selection=policy,
-        max_payload_bytes=int(srv.max_payload_mb * (1 << 20)),
+        max_payload_bytes=int((flags.get("max_payload_mb") or srv.max_payload_mb) * (1 << 20)),
         run_config=dict(settings.run_config),
         insecure_dev=bool(flags.get("insecure_dev")) or settings.tls.insecure_dev,
         password=_password(settings, flags.get("password")),

@@ -51,6 +51,9 @@ def server(
     selection_key: Annotated[str | None, Opt(help="Metadata key for top-k / threshold")] = None,
     k: Annotated[int | None, Opt(help="k for top-k")] = None,
     threshold: Annotated[float | None, Opt(help="Minimum value for threshold selection")] = None,
+    max_payload_mb: Annotated[
+        float | None, Opt(help="Largest model or reply accepted, in MiB")
+    ] = None,
     password_env: Annotated[str | None, Opt(help="Variable holding the key password")] = None,
     insecure_dev: Annotated[bool, Opt(help="Plaintext on loopback only (development)")] = False,
     json_output: Annotated[bool, Opt("--json", help="Machine-readable events on stdout")] = False,
@@ -74,6 +77,7 @@ def server(
         min_nodes=min_nodes,
         wait_for=wait_for,
         selection=selection,
+        max_payload_mb=max_payload_mb,
         selection_key=selection_key,
         k=k,
         threshold=threshold,
