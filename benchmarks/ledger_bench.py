@@ -161,7 +161,10 @@ def four_processes(pki: Path, ledger: Path, per_writer: int) -> dict[str, float]
         proc.stdin.write("go\n")
         proc.stdin.flush()
     for proc in writers:
-        proc.communicate()
+        out, _ = proc.communicate()
+        if proc.returncode != 0 or out.strip() != "done":
+            watcher.kill()
+            raise SystemExit(f"a writer process failed (exit code {proc.returncode})")
     elapsed = time.perf_counter() - started
     delays = sorted(json.loads(watcher.communicate()[0]))
     return {

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -205,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _options(argv)
     if args.worker:
         return worker(args.worker, args.spec)
+    # A plain SIGTERM would skip the ``finally`` blocks that stop every child process.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fedchain-rounds-"))
     workdir.mkdir(parents=True, exist_ok=True)
     if args.profile:

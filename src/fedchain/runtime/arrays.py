@@ -10,11 +10,13 @@ bytes). The same bytes are what the aggregator stores as ``<models_dir>/<sha256>
 from __future__ import annotations
 
 import hashlib
+import io
 import struct
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import numpy.lib.format as npy
 from flwr.app import Array, ArrayRecord
 
 from fedchain.errors import RecordError, UpdateRejected
@@ -55,14 +57,37 @@ def _little_endian(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _values(array: Array) -> np.ndarray:
+    """The values of ``array``, read in place (read-only) from its ``.npy`` bytes.
+
+    Flower's ``Array.numpy()`` copies them out through ``np.load``: a 40 MB model costs a fresh
+    40 MB buffer per call, and the runtime hashes or validates every model it handles. Other
+    serializations fall back to ``numpy()``; ValueError/TypeError if the bytes are malformed.
+    """
+    if array.stype != "numpy.ndarray":
+        return array.numpy()
+    data = array.data
+    stream = io.BytesIO(data)
+    version = npy.read_magic(stream)
+    if version not in {(1, 0), (2, 0)}:
+        return array.numpy()
+    read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+    shape, fortran, dtype = read(stream)
+    if dtype.hasobject:
+        raise ValueError("object arrays are not allowed")
+    count = int(np.prod(shape, dtype=np.int64))
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=stream.tell())
+    return flat.reshape(shape, order="F" if fortran else "C")
+
+
 def _chunks(record: ArrayRecord) -> Iterable[bytes | memoryview]:
-    arrays = [(key, _little_endian(value.numpy())) for key, value in record.items()]
+    arrays = [(key, _little_endian(_values(value))) for key, value in record.items()]
     header = canonical_json(
         {"arrays": [{"name": k, "dtype": a.dtype.name, "shape": list(a.shape)} for k, a in arrays]}
     )
     yield MAGIC + struct.pack("<Q", len(header)) + header
     for _, array in arrays:
-        yield memoryview(array).cast("B")
+        yield array.reshape(-1).data.cast("B")  # flat: a view of C-ordered data
 
 
 def encode_arrays(record: ArrayRecord) -> bytes:
@@ -141,8 +166,10 @@ def validate_reply_arrays(org: str, sent: ArrayRecord, got: ArrayRecord) -> None
         if array.dtype not in _ALLOWED_DTYPES:
             raise UpdateRejected(org, f"array {key}: dtype {array.dtype} is not allowed")
         try:
-            values = array.numpy()
+            values = _values(array)
         except (ValueError, TypeError) as exc:
             raise UpdateRejected(org, f"array {key} cannot be decoded: {exc}") from exc
+        if values.shape != tuple(array.shape):
+            raise UpdateRejected(org, f"array {key}: its data has shape {list(values.shape)}")
         if values.dtype.kind == "f" and not np.isfinite(values).all():
             raise UpdateRejected(org, f"array {key} holds NaN or Inf")

@@ -175,8 +175,6 @@ def serve(options: ServerOptions, events: Events | None = None) -> str:
                 dataplane.present, needed, options.deadline_s, dataplane.presence_changed
             )
         config.setdefault("min-replies", options.min_replies)
-        if options.min_nodes:  # the built-in app samples this many organizations per round
-            config["min-nodes"] = options.min_nodes
         context = Context(run_number(run), 0, {}, RecordDict(), config)
         server_app(grid, context)
         for rnd in grid.open_rounds():
