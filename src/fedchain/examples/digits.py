@@ -30,8 +30,20 @@ secure_server_app = ServerApp()
 
 def _local(context: Context) -> tuple[int, int, float, int]:
     cfg = context.node_config
-    return (int(cfg.get("partition-id", 0)), int(cfg.get("num-partitions", 1)),
-            float(cfg.get("alpha", 0.5)), int(cfg.get("seed", 0)))
+    return (
+        int(cfg.get("partition-id", 0)),
+        int(cfg.get("num-partitions", 1)),
+        float(cfg.get("alpha", 0.5)),
+        int(cfg.get("seed", 0)),
+    )
+
+
+def _number(config: ConfigRecord, key: str, default: float) -> float:
+    """A numeric setting of the server's ConfigRecord (``default`` if absent or not a number)."""
+    value = config.get(key, default)
+    return (
+        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+    )
 
 
 @secure_client_app.train()
@@ -40,12 +52,17 @@ def train_handler(msg: Message, context: Context) -> Message:
     """Local SGD from the received global model; replies with new weights and num-examples."""
     index, parts, alpha, seed = _local(context)
     local_train, _ = partition(index, parts, alpha=alpha, seed=seed)
-    config = msg.content["config"]
-    rnd = int(config.get("server-round", 0))
-    rng = np.random.default_rng([seed, index, rnd])
-    params, loss = train(msg.content["arrays"].to_numpy_ndarrays(), local_train,
-                         epochs=int(config.get("epochs", 5)), lr=float(config.get("lr", 0.2)),
-                         batch=int(config.get("batch", 32)), rng=rng)
+    config = msg.content.config_records["config"]
+    rnd = _number(config, "server-round", 0)
+    rng = np.random.default_rng([seed, index, int(rnd)])
+    params, loss = train(
+        msg.content.array_records["arrays"].to_numpy_ndarrays(),
+        local_train,
+        epochs=int(_number(config, "epochs", 5)),
+        lr=float(_number(config, "lr", 0.2)),
+        batch=int(_number(config, "batch", 32)),
+        rng=rng,
+    )
     metrics = MetricRecord({"train_loss": loss, "num-examples": len(local_train.y)})
     return Message(RecordDict({"arrays": ArrayRecord(params), "metrics": metrics}), reply_to=msg)
 
@@ -56,7 +73,7 @@ def evaluate_handler(msg: Message, context: Context) -> Message:
     """Loss and accuracy of the global model on this organization's local test split."""
     index, parts, alpha, seed = _local(context)
     _, local_test = partition(index, parts, alpha=alpha, seed=seed)
-    loss, acc = evaluate(msg.content["arrays"].to_numpy_ndarrays(), local_test)
+    loss, acc = evaluate(msg.content.array_records["arrays"].to_numpy_ndarrays(), local_test)
     metrics = MetricRecord({"eval_loss": loss, "eval_acc": acc, "num-examples": len(local_test.y)})
     return Message(RecordDict({"metrics": metrics}), reply_to=msg)
 
@@ -79,8 +96,13 @@ def _start(grid: Grid, context: Context, *, secure: bool) -> None:
     cfg = context.run_config
     orgs = int(cfg.get("min-nodes", 2))
     seed = int(cfg.get("seed", 0))
-    inner: Strategy = FedAvg(fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=orgs,
-                             min_evaluate_nodes=orgs, min_available_nodes=orgs)
+    inner: Strategy = FedAvg(
+        fraction_train=1.0,
+        fraction_evaluate=1.0,
+        min_train_nodes=orgs,
+        min_evaluate_nodes=orgs,
+        min_available_nodes=orgs,
+    )
     if secure:
         from fedchain.flower.secagg_strategy import SecureAggregation
 
@@ -93,6 +115,7 @@ def _start(grid: Grid, context: Context, *, secure: bool) -> None:
         initial_arrays=ArrayRecord(init_params(seed)),
         num_rounds=int(cfg.get("rounds", 10)),
         timeout=float(cfg.get("round-timeout", 120.0)),
-        train_config=ConfigRecord({"lr": float(cfg.get("lr", 0.2)),
-                                   "epochs": int(cfg.get("epochs", 5)), "batch": 32}),
+        train_config=ConfigRecord(
+            {"lr": float(cfg.get("lr", 0.2)), "epochs": int(cfg.get("epochs", 5)), "batch": 32}
+        ),
     )

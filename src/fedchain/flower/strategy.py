@@ -94,7 +94,10 @@ class LedgerStrategy(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         rnd = server_round + self._offset
-        self._model.setdefault(rnd - 1, arrays_sha256(arrays))
+        if rnd - 1 not in self._model:
+            self._model[rnd - 1] = arrays_sha256(arrays)
+        if self._grid is not None:  # spare the grid hashing the same model again
+            self._grid.remember_model(arrays, self._model[rnd - 1])
         return self.inner.configure_train(rnd, arrays, config, grid)
 
     def aggregate_train(
@@ -127,7 +130,10 @@ class LedgerStrategy(Strategy):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        return self.inner.configure_evaluate(server_round + self._offset, arrays, config, grid)
+        rnd = server_round + self._offset
+        if self._grid is not None and self._model.get(rnd):
+            self._grid.remember_model(arrays, self._model[rnd])
+        return self.inner.configure_evaluate(rnd, arrays, config, grid)
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]

@@ -24,7 +24,6 @@ from fedchain.flower.anchor import LedgerAnchor, anchored
 from fedchain.ledger import Entry, Ledger, Query, Record, parse_record
 from fedchain.ledger.canonical import sha256_hex
 from fedchain.runtime.arrays import arrays_sha256
-from fedchain.runtime.retry import retry_unavailable
 from fedchain.runtime.messages import (
     AGGREGATOR_NODE_ID,
     bind_task_identity,
@@ -37,6 +36,7 @@ from fedchain.runtime.messages import (
     with_metadata,
 )
 from fedchain.runtime.nodes import node_id
+from fedchain.runtime.retry import retry_unavailable
 from fedchain.transport import DataPlaneClient
 from fedchain.transport.flower_codec import encode_message
 
@@ -170,15 +170,24 @@ class ClientRuntime:
             return
         data = encode_message(reply)
         digest = sha256_hex(data)
-        record = self._update(task, "ok", digest, len(data), num_examples(reply.content),
-                              small_metrics(reply.content), None)
+        record = self._update(
+            task,
+            "ok",
+            digest,
+            len(data),
+            num_examples(reply.content),
+            small_metrics(reply.content),
+            None,
+        )
         if self._publish(record):
             self._pending[task_id] = (run, rnd, data, digest)
             self._events("announced", {"round": rnd, "task": task_id, "bytes": len(data)})
 
     def _fetch(self, task: Record) -> Message:
         mine = next(r for r in task["recipients"] if r["org"] == self.org)
-        data = self.dataplane.fetch(mine["payload_sha256"], max_size=self.settings.max_payload_bytes)
+        data = self.dataplane.fetch(
+            mine["payload_sha256"], max_size=self.settings.max_payload_bytes
+        )
         message = decode_payload(data)
         expected = task["model_sha256"]
         if expected is not None:
@@ -186,34 +195,60 @@ class ClientRuntime:
             if arrays is None or arrays_sha256(arrays) != expected:
                 raise FedchainError("the model received differs from the ledger's model hash")
         return with_metadata(
-            message, message_id=message_id(str(task.task), self.org),
-            src_node_id=AGGREGATOR_NODE_ID, dst_node_id=node_id(self.org),
-            run_id=run_number(str(task.run)), message_type=str(task["type"]),
+            message,
+            message_id=message_id(str(task.task), self.org),
+            src_node_id=AGGREGATOR_NODE_ID,
+            dst_node_id=node_id(self.org),
+            run_id=run_number(str(task.run)),
+            message_type=str(task["type"]),
         )
 
     def _call_app(self, message: Message, context: Context) -> Message:
         bind_task_identity(context.run_id, context.node_id)
         try:
             return self.app(message, context)
-        except Exception as exc:  # noqa: BLE001 - the user's code failed; announce it
+        except Exception as exc:
             log.exception("ClientApp failed")
             raise FedchainError(f"{type(exc).__name__}: {exc}") from exc
 
     def _context(self, run: str, view: _RunView) -> Context:
         if view.context is None:
             index = self._orgs.index(self.org) if self.org in self._orgs else 0
-            node_config = {"partition-id": index, "num-partitions": len(self._orgs),
-                           "org": self.org, **self.settings.node_config}
-            view.context = Context(run_number(run), node_id(self.org), node_config,
-                                   RecordDict(), dict(view.config))
+            node_config = {
+                "partition-id": index,
+                "num-partitions": len(self._orgs),
+                "org": self.org,
+                **self.settings.node_config,
+            }
+            view.context = Context(
+                run_number(run), node_id(self.org), node_config, RecordDict(), dict(view.config)
+            )
         return view.context
 
-    def _update(self, task: Record, status: str, digest: str | None, size: int, examples: int,
-                metrics: dict[str, float], error: str | None) -> dict[str, Any]:
-        return {"v": 1, "kind": "update", "org": self.org, "run": task.run,
-                "round": task["round"], "task": task.task, "status": status,
-                "update_sha256": digest, "update_size": size, "num_examples": examples,
-                "metrics": metrics, "error": error}
+    def _update(
+        self,
+        task: Record,
+        status: str,
+        digest: str | None,
+        size: int,
+        examples: int,
+        metrics: dict[str, float],
+        error: str | None,
+    ) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "kind": "update",
+            "org": self.org,
+            "run": task.run,
+            "round": task["round"],
+            "task": task.task,
+            "status": status,
+            "update_sha256": digest,
+            "update_size": size,
+            "num_examples": examples,
+            "metrics": metrics,
+            "error": error,
+        }
 
     def _announce_error(self, task: Record, reason: str) -> None:
         log.warning("task %s failed: %s", task.task, reason)
@@ -223,7 +258,9 @@ class ClientRuntime:
     def _publish(self, record: dict[str, Any]) -> bool:
         batch = parse_record(record)
         try:
-            retry_unavailable(lambda: self.ledger.metadata_publish(batch), what="announce an update")
+            retry_unavailable(
+                lambda: self.ledger.metadata_publish(batch), what="announce an update"
+            )
         except RuleViolation as exc:  # e.g. the round closed while we trained
             log.warning("ledger refused our update: %s", exc)
             return False

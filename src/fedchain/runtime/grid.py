@@ -110,6 +110,7 @@ class LedgerGrid(Grid):
         self._counter: itertools.count[int] | None = None
         self.round_offset = 0
         self._run_started = False
+        self._known_model: tuple[ArrayRecord, str] | None = None
 
     # -- Grid API -----------------------------------------------------------------------
 
@@ -167,11 +168,21 @@ class LedgerGrid(Grid):
         if self._run_started or self.resume_point().started:
             self._run_started = True
             return
-        record = run_record(self.ledger.org, self.settings.run, app=self.settings.app_sha256,
-                            strategy=strategy, model=model_sha256, config=self.settings.config)
+        record = run_record(
+            self.ledger.org,
+            self.settings.run,
+            app=self.settings.app_sha256,
+            strategy=strategy,
+            model=model_sha256,
+            config=self.settings.config,
+        )
         self._publish([record], "start the run")
         self._run_started = True
         self._events("run", {"run": self.settings.run, "model_sha256": model_sha256})
+
+    def remember_model(self, arrays: ArrayRecord, digest: str) -> None:
+        """Tell the grid the hash of a model it is about to send (hashing 40 MB takes time)."""
+        self._known_model = (arrays, digest)
 
     def round_log(self, rnd: int) -> RoundLog:
         """The bookkeeping of round ``rnd`` (created on first use)."""
@@ -221,13 +232,22 @@ class LedgerGrid(Grid):
             records.append(record)
             ids.extend(group_ids)
         if not self._run_started:
-            self.ensure_run(next((r["model_sha256"] for r in records if r["model_sha256"]), "0" * 64))
+            self.ensure_run(
+                next((r["model_sha256"] for r in records if r["model_sha256"]), "0" * 64)
+            )
         self._auto_close(min((r for r, _ in groups), default=0))
         if records:
             self._publish(records, "open tasks")
         for record in records:
-            self._events("task", {"round": record["round"], "task": record["task"],
-                                  "type": record["type"], "recipients": len(record["recipients"])})
+            self._events(
+                "task",
+                {
+                    "round": record["round"],
+                    "task": record["task"],
+                    "type": record["type"],
+                    "recipients": len(record["recipients"]),
+                },
+            )
         return ids
 
     def _open_task(
@@ -248,7 +268,8 @@ class LedgerGrid(Grid):
             self.dataplane.offer(digest, data, [org], verify=False)
             arrays = single_arrays(msg.content)
             if arrays is not None and model_sha is None:
-                model_sha = arrays_sha256(arrays)
+                known = self._known_model
+                model_sha = known[1] if known and known[0] is arrays else arrays_sha256(arrays)
             mid = message_id(task, org)
             msg.metadata.__dict__["_message_id"] = mid
             self._sent[mid] = _Sent(task, org, msg, arrays)
@@ -256,13 +277,27 @@ class LedgerGrid(Grid):
             ids.append(mid)
         deadline = time.monotonic() + deadline_s
         self._tasks[task] = TaskInfo(
-            task, rnd, mtype, {r["org"]: message_id(task, r["org"]) for r in recipients},
-            deadline, model_sha, payloads={digest for digest, _ in payloads.values()},
+            task,
+            rnd,
+            mtype,
+            {str(r["org"]): message_id(task, str(r["org"])) for r in recipients},
+            deadline,
+            model_sha,
+            payloads={digest for digest, _ in payloads.values()},
         )
         self.round_log(rnd)
-        record = {"v": 1, "kind": "task", "org": self.ledger.org, "run": self.settings.run,
-                  "round": rnd, "task": task, "type": mtype, "model_sha256": model_sha,
-                  "deadline": int((self._clock() + deadline_s) * 1000), "recipients": recipients}
+        record = {
+            "v": 1,
+            "kind": "task",
+            "org": self.ledger.org,
+            "run": self.settings.run,
+            "round": rnd,
+            "task": task,
+            "type": mtype,
+            "model_sha256": model_sha,
+            "deadline": int((self._clock() + deadline_s) * 1000),
+            "recipients": recipients,
+        }
         return record, ids
 
     def _auto_close(self, rnd: int) -> None:
@@ -276,16 +311,24 @@ class LedgerGrid(Grid):
         retry_unavailable(lambda: self.ledger.metadata_publish(batch), what=what)
 
     def _read_ledger(self, timeout: float) -> None:
-        entries = retry_unavailable(lambda: self.ledger.wait(self._cursor, timeout),
-                                    what="read the ledger")
+        entries = retry_unavailable(
+            lambda: self.ledger.wait(self._cursor, timeout), what="read the ledger"
+        )
         for entry in entries:
             self._cursor = entry.seq
             record = entry.record
             info = self._tasks.get(record.task or "")
             if record.kind == "update" and info is not None and record.org in info.recipients:
                 info.announced[record.org] = dict(record.data)
-                self._events("announced", {"round": info.round, "org": record.org,
-                                           "status": record["status"], "task": info.task})
+                self._events(
+                    "announced",
+                    {
+                        "round": info.round,
+                        "org": record.org,
+                        "status": record["status"],
+                        "task": info.task,
+                    },
+                )
 
     def _wait_announced(self, info: TaskInfo) -> None:
         """Until every recipient answered (or ``wait_for`` did), the deadline passed, or every
@@ -299,18 +342,32 @@ class LedgerGrid(Grid):
 
     def _select_and_receive(self, info: TaskInfo) -> None:
         rlog = self.round_log(info.round)
-        ok = [Announcement(org, rec["update_sha256"], rec["num_examples"], rec["metrics"])
-              for org, rec in sorted(info.announced.items()) if rec["status"] == "ok"]
+        ok = [
+            Announcement(org, rec["update_sha256"], rec["num_examples"], rec["metrics"])
+            for org, rec in sorted(info.announced.items())
+            if rec["status"] == "ok"
+        ]
         chosen = set(self.settings.selection(ok)) & {a.org for a in ok}
         info.selected = sorted(chosen)
-        futures = {a.org: self.dataplane.expect(a.org, a.update_sha256, self.settings.max_reply_bytes)
-                   for a in ok if a.org in chosen}
+        futures = {
+            a.org: self.dataplane.expect(a.org, a.update_sha256, self.settings.max_reply_bytes)
+            for a in ok
+            if a.org in chosen
+        }
         if futures:
-            record = {"v": 1, "kind": "selection", "org": self.ledger.org, "run": self.settings.run,
-                      "round": info.round, "task": info.task, "selected": info.selected}
+            record = {
+                "v": 1,
+                "kind": "selection",
+                "org": self.ledger.org,
+                "run": self.settings.run,
+                "round": info.round,
+                "task": info.task,
+                "selected": info.selected,
+            }
             self._publish([record], "record a selection")
-            self._events("selected", {"round": info.round, "task": info.task,
-                                      "selected": info.selected})
+            self._events(
+                "selected", {"round": info.round, "task": info.task, "selected": info.selected}
+            )
         for org, mid in info.recipients.items():
             rec = info.announced.get(org)
             if rec is None:
@@ -353,15 +410,20 @@ class LedgerGrid(Grid):
         if info.type.startswith("train") and sent.arrays is not None:  # a model was sent
             rlog.aggregated[org] = str(info.announced[org]["update_sha256"])
         self._replies[mid] = with_metadata(
-            reply, message_id=f"{mid}/reply", src_node_id=self.nodes.node(org),
-            dst_node_id=AGGREGATOR_NODE_ID, reply_to_message_id=mid,
+            reply,
+            message_id=f"{mid}/reply",
+            src_node_id=self.nodes.node(org),
+            dst_node_id=AGGREGATOR_NODE_ID,
+            reply_to_message_id=mid,
             message_type=sent.message.metadata.message_type,
-            group_id=sent.message.metadata.group_id, run_id=self._run.run_id,
+            group_id=sent.message.metadata.group_id,
+            run_id=self._run.run_id,
         )
         self._events("received", {"round": info.round, "org": org, "bytes": len(data)})
 
     def _error_reply(self, mid: str, reason: str) -> Message:
         sent = self._sent[mid]
         reply = Message(Error(code=0, reason=reason), reply_to=sent.message)
-        return with_metadata(reply, src_node_id=self.nodes.node(sent.org),
-                             message_id=f"{mid}/reply")
+        return with_metadata(
+            reply, src_node_id=self.nodes.node(sent.org), message_id=f"{mid}/reply"
+        )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from typing import Any
+from typing import cast
 
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.app import Metadata as FlowerMetadata
@@ -67,25 +67,38 @@ def decode_payload(data: bytes | bytearray) -> Message:
     return decode_message(data)
 
 
-def with_metadata(message: Message, **fields: Any) -> Message:
+def with_metadata(
+    message: Message,
+    *,
+    run_id: int | None = None,
+    message_id: str | None = None,
+    src_node_id: int | None = None,
+    dst_node_id: int | None = None,
+    reply_to_message_id: str | None = None,
+    group_id: str | None = None,
+    message_type: str | None = None,
+) -> Message:
     """A copy of ``message`` (same content or error) with the given metadata fields replaced."""
     md = message.metadata
-    values = {
-        "run_id": md.run_id,
-        "message_id": md.message_id,
-        "src_node_id": md.src_node_id,
-        "dst_node_id": md.dst_node_id,
-        "reply_to_message_id": md.reply_to_message_id,
-        "group_id": md.group_id,
-        "created_at": md.created_at,
-        "ttl": md.ttl,
-        "message_type": md.message_type,
-    }
-    values.update(fields)
-    metadata = FlowerMetadata(**values)
+    metadata = FlowerMetadata(
+        run_id=md.run_id if run_id is None else run_id,
+        message_id=md.message_id if message_id is None else message_id,
+        src_node_id=md.src_node_id if src_node_id is None else src_node_id,
+        dst_node_id=md.dst_node_id if dst_node_id is None else dst_node_id,
+        reply_to_message_id=(
+            md.reply_to_message_id if reply_to_message_id is None else reply_to_message_id
+        ),
+        group_id=md.group_id if group_id is None else group_id,
+        created_at=md.created_at,
+        ttl=md.ttl,
+        message_type=md.message_type if message_type is None else message_type,
+    )
+    # Flower's typed overloads omit ``metadata=``, the constructor's own way to set every field.
     if message.has_error():
-        return Message(error=message.error, metadata=metadata)
-    return Message(content=message.content, metadata=metadata)
+        copy = Message(error=message.error, metadata=metadata)  # type: ignore[call-overload]
+    else:
+        copy = Message(content=message.content, metadata=metadata)  # type: ignore[call-overload]
+    return cast(Message, copy)
 
 
 def single_arrays(content: RecordDict) -> ArrayRecord | None:
