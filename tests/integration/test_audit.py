@@ -3,12 +3,13 @@
 A two-round run is recorded through the API; each test tampers with a copy the way an attacker
 with write access to the file could (SQL edits with the append-only triggers dropped, a raw
 byte flip in the database file, entries forged with real or foreign keys) and checks that the
-audit fails naming the right entry, through the API and (for the cases the issue names) the CLI
-as a subprocess; independent CLI runs are started together to keep the suite fast.
+audit fails naming the right entry, through the API and the CLI as a subprocess; independent
+CLI runs are started together to keep the suite fast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,18 +160,29 @@ def recorded(tmp_path_factory: pytest.TempPathFactory, consortium_dir: Path,
 # -- tampering ----------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def connection(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection committed and closed on exit (the last close checkpoints the WAL, so the
+    file alone then holds every change, as a raw copy or byte flip expects)."""
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
 def sql(path: Path, *statements: str, params: tuple[Any, ...] = ()) -> None:
-    with sqlite3.connect(path) as conn:
+    with connection(path) as conn:
         for name in ("entries_no_update", "entries_no_delete"):
             conn.execute(f"DROP TRIGGER IF EXISTS {name}")
         for statement in statements:
             conn.execute(statement, params if "?" in statement else ())
-    sqlite3.connect(path).close()  # last connection: checkpoint the WAL into the file
 
 
 def flip_column(column: str, seq: int = 4, offset: int = 20) -> Callable[[Path], None]:
     def tamper(path: Path) -> None:
-        with sqlite3.connect(path) as conn:
+        with connection(path) as conn:
             value = bytearray(conn.execute(f"SELECT {column} FROM entries WHERE seq = ?",
                                            (seq,)).fetchone()[0])  # fmt: skip
         value[offset % len(value)] ^= 0x01
@@ -181,7 +193,7 @@ def flip_column(column: str, seq: int = 4, offset: int = 20) -> Callable[[Path],
 
 def flip_raw_file_byte(path: Path) -> None:
     """Flip one byte of entry 4's body in the database file itself (no SQLite involved)."""
-    sqlite3.connect(path).close()
+    assert not Path(f"{path}-wal").exists()  # every change is in the file itself
     data = bytearray(path.read_bytes())
     marker = b"loss_org3_t1"  # appears in entry 4's body only
     assert data.count(marker) == 1
@@ -190,7 +202,7 @@ def flip_raw_file_byte(path: Path) -> None:
 
 
 def swap(path: Path) -> None:
-    with sqlite3.connect(path) as conn:
+    with connection(path) as conn:
         rows = {r[0]: r[1:] for r in conn.execute("SELECT * FROM entries WHERE seq IN (4, 5)")}
     cols = "hash = ?, body = ?, sig = ?, kind = ?, org = ?, run = ?, round = ?, task = ?"
     sql(path, f"UPDATE entries SET {cols} WHERE seq = 4", params=rows[5])
@@ -203,7 +215,7 @@ def forge(
     """Append a consistently chained entry signed by ``signer``, bypassing the write rules."""
 
     def tamper(path: Path) -> None:
-        with sqlite3.connect(path) as conn:
+        with connection(path) as conn:
             seq, digest = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC").fetchone()
             parsed = parse_record(record)
             ts = int(time.time() * 1000)
@@ -212,7 +224,6 @@ def forge(
             der = signer.cert.public_bytes(serialization.Encoding.DER)
             conn.execute("INSERT OR IGNORE INTO certs VALUES (?, ?)", (signer.fingerprint, der))
             store_entry(conn, seq + 1, body, signer.sign(body), parsed)
-        sqlite3.connect(path).close()
 
     return tamper
 
@@ -241,10 +252,6 @@ def tamperings(pki: Path, foreign: Path) -> dict[str, tuple[Callable[[Path], Non
     }  # fmt: skip
 
 
-#: The tamperings the issue names, also run through the CLI (each CLI start costs ~1 s).
-CLI_CASES = ("raw file byte", "deleted entry", "reordered entries", "foreign key", "wrong role")
-
-
 def test_every_tampering_is_caught_naming_the_entry(
     recorded: tuple[Path, Path], consortium_dir: Path, foreign_dir: Path, tmp_path: Path
 ) -> None:
@@ -260,10 +267,8 @@ def test_every_tampering_is_caught_naming_the_entry(
             audit(copy)
         assert (info.value.seq, name) == (seq, name)
         assert words in info.value.detail, (name, info.value.detail)
-        if name in CLI_CASES:
-            procs[name] = (start("audit", "--ledger", copy), copy, before)
+        procs[name] = (start("audit", "--ledger", copy), copy, before)
         assert copy.read_bytes() == before, f"{name}: audit modified the file"
-    assert set(procs) == set(CLI_CASES)
     copy = procs["wrong role"][1]
     verdict = json.loads(finish(start("audit", "--ledger", copy, "--json")).stdout)
     assert (verdict["ok"], verdict["seq"]) == (False, 10)

@@ -237,3 +237,20 @@ def test_factory_picks_the_backend(path: Path, consortium: Consortium,
     assert [e.record.kind for e in second.metadata_get(Query())] == ["consortium", "run"]
     with pytest.raises(LedgerNotFound):
         open_ledger(LedgerSettings(backend="embedded", path=path.with_name("no")), None, consortium)
+
+
+def test_javascript_number_corners_survive_write_read_and_audit(
+    path: Path, ids: dict[str, Identity]
+) -> None:
+    """Floats that Python prints differently from JavaScript (1e-7, 2^60, -0.0) take the
+    exact decoder everywhere: the reader and audit see what the writer wrote."""
+    from fedchain.ledger.audit import audit
+
+    record = parse_record(run_record() | {"config": {"big": 2.0**60, "tiny": 1e-7, "z": -0.0}})
+    with EmbeddedLedger.open(path, ids["org1"]) as ledger:
+        ledger.metadata_publish(record)
+        (got,) = ledger.metadata_get(Query(kind="run"))
+    assert got.record.canonical == record.canonical
+    assert got.record.data == record.data
+    assert isinstance(got.record["config"]["big"], float)
+    assert audit(path).entries == 2

@@ -158,3 +158,15 @@ def test_ledger_anchor_publishes_and_reads_keys_by_node_id() -> None:
         anchors["org3"].publish_keys(K1)  # not a recipient of t1
     with pytest.raises(RuleViolation, match=r"keys\.duplicate"):
         anchors["org1"].publish_keys(K2)  # keys cannot be replaced once published
+
+
+@pytest.mark.parametrize("values", [
+    np.arange(12, dtype=np.float32).reshape(3, 4), np.asfortranarray(np.ones((2, 3))),
+    np.arange(5, dtype=">i4"), np.array(3.5), np.zeros((0, 3), dtype=np.float16),
+])
+def test_arrays_are_read_exactly_whatever_their_layout(values: np.ndarray) -> None:
+    model = ArrayRecord({"a": Array(values), "b": Array(np.ones(2, dtype=np.float32))})
+    layout = ArrayLayout.of(model)
+    out = np.zeros(layout.size)
+    layout.flatten_into(model, out)
+    assert np.array_equal(out, np.concatenate([values.ravel(), [1.0, 1.0]]))

@@ -10,6 +10,7 @@ reply a strategy would have computed from plain replies with FedAvg's weighted a
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -59,7 +60,7 @@ class ArrayLayout:
         offset = 0
         for key, shape, _ in self.entries:
             size = math.prod(shape)
-            out[offset : offset + size] = record[key].numpy().reshape(-1)
+            out[offset : offset + size] = _view(record[key]).reshape(-1)
             offset += size
 
     def unflatten(self, vector: npt.NDArray[np.float64]) -> ArrayRecord:
@@ -74,6 +75,24 @@ class ArrayLayout:
             arrays[key] = Array(part.astype(dtype))
             offset += size
         return ArrayRecord(arrays)
+
+
+def _view(array: Array) -> npt.NDArray[Any]:
+    """The values of a Flower ``Array`` without copying them out of its ``.npy`` bytes (falls
+    back to ``Array.numpy()`` for anything but a plain C-order ``.npy`` payload)."""
+    if array.stype == "numpy.ndarray":
+        stream = io.BytesIO(array.data)
+        readers = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+        try:
+            reader = readers.get(np.lib.format.read_magic(stream))
+            shape, fortran, dtype = reader(stream) if reader else ((), True, np.dtype("O"))
+        except ValueError:
+            return array.numpy()
+        if not fortran and not dtype.hasobject:
+            count = math.prod(shape)
+            return np.frombuffer(array.data, dtype, count, stream.tell()).reshape(shape)
+    return array.numpy()
 
 
 def _number(value: object) -> float | None:

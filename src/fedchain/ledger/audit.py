@@ -22,6 +22,7 @@ sequential ones; each certificate chain is verified once
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from fedchain.errors import CertificateError, LedgerCorrupted, RuleViolation
 from fedchain.ledger import sqlite_store as store
 from fedchain.ledger.audit_check import Batch, Checked, Row, checked_stream
 from fedchain.ledger.audit_report import AuditReport, ModelCheck, RoundTable
+from fedchain.ledger.canonical import loads
 from fedchain.ledger.chain import GENESIS_PREV, RECORD_AT, SignerCache
 from fedchain.ledger.embedded_read import Reader
 from fedchain.ledger.records import Record
@@ -41,6 +43,7 @@ __all__ = ["MODEL_SUFFIX", "audit", "check_models"]
 
 #: Global models are stored as ``<models_dir>/<sha256><MODEL_SUFFIX>``.
 MODEL_SUFFIX: Final = ".bin"
+_DECODER = json.JSONDecoder()
 _ROWS = "SELECT seq, hash, body, sig, kind, org, run, round, task FROM entries ORDER BY seq"
 
 
@@ -135,7 +138,7 @@ class _ChainVerifier:
             raise LedgerCorrupted(self.count, f"entry {self.count} is {what} (found seq {seq})")
 
     def _accept(self, row: Row, checked: Checked) -> None:
-        seq, prev, ts, signer, cert_sha, data, end = checked
+        seq, prev, ts, signer, cert_sha, end, exact = checked
         self._position(seq)
         if prev != self.head:
             raise LedgerCorrupted(seq, "prev does not match the previous entry's hash")
@@ -145,7 +148,8 @@ class _ChainVerifier:
             raise LedgerCorrupted(seq, f"signer certificate rejected: {exc}") from exc
         if signer != org:
             raise LedgerCorrupted(seq, f"signer claims {signer} but its certificate is {org}'s")
-        canonical = row[2][RECORD_AT:end]
+        canonical = row[2][RECORD_AT:end]  # validated by check_rows; parsed again here
+        data = _DECODER.decode(canonical.decode()) if exact else loads(canonical)
         record = Record(data, canonical, hashlib.sha256(canonical).hexdigest())
         if record.org != org:
             raise LedgerCorrupted(seq, f"a record of {record.org} signed by {org}")

@@ -35,9 +35,10 @@ Failure = tuple[int, str]
 
 
 #: What the sequential half needs of a good row: seq, prev, ts, signer org, certificate
-#: SHA-256, the validated record data and where the record's bytes end in the body. A plain
-#: tuple because it crosses a process boundary for every entry (pickling is the cost).
-Checked = tuple[int, str, int, str, str, dict[str, Any], int]
+#: SHA-256, where the record's bytes end in the body and whether C ``json`` parses them
+#: exactly (:class:`~fedchain.ledger.chain.Parts`). Only scalars: this crosses a process
+#: boundary for every entry, and pickling record data costs more than parsing it again.
+Checked = tuple[int, str, int, str, str, int, bool]
 Result = tuple[list[Checked], Failure | None]
 Batch = tuple[list[Row], list[Checked], Failure | None]
 _KEYS: dict[str, ec.EllipticCurvePublicKey | None] = {}
@@ -96,19 +97,19 @@ def _decode_row(row: Row) -> tuple[Checked, ec.EllipticCurvePublicKey] | str:
     if hashlib.sha256(body).digest() != digest:
         return "the entry hash does not match its body"
     try:
-        checked = decode_parts(body)
+        parts = decode_parts(body)
     except RecordError as exc:
         return f"the entry body is malformed: {exc}"
-    data = checked[5]
-    if checked[0] != seq:
-        return f"the body says seq {checked[0]}"
+    data = parts.data
+    if parts.seq != seq:
+        return f"the body says seq {parts.seq}"
     columns = (data["kind"], data["org"], data.get("run"), data.get("round"), data.get("task"))
     if tuple(row[4:]) != columns:
         return "the indexed columns disagree with the entry body"
-    key = _key(checked[4])
+    key = _key(parts.cert_sha256)
     if key is None:
-        return f"signer certificate {checked[4][:12]} is not stored or unusable"
-    return checked, key
+        return f"signer certificate {parts.cert_sha256[:12]} is not stored or unusable"
+    return (seq, parts.prev, parts.ts, parts.org, parts.cert_sha256, parts.end, parts.exact), key
 
 
 def _chunks(rows: Iterable[Row]) -> Iterator[list[Row]]:

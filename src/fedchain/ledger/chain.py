@@ -22,13 +22,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fedchain.errors import CertificateError, RecordError
-from fedchain.ledger.canonical import MAX_SAFE_INT, canonical_json, es_number, loads
+from fedchain.ledger.canonical import MAX_SAFE_INT, canonical_json, loads
 from fedchain.ledger.records import MAX_RECORD_BYTES, Record, parse_record, validate_record
 from fedchain.pki import Consortium, fingerprint
 
@@ -36,6 +36,7 @@ __all__ = [
     "GENESIS_PREV",
     "RECORD_AT",
     "Body",
+    "Parts",
     "SignerCache",
     "consortium_record",
     "decode_body",
@@ -51,6 +52,7 @@ _BODY_KEYS = frozenset({"prev", "record", "seq", "signer", "ts"})
 _SIGNER_KEYS = frozenset({"cert_sha256", "org"})
 #: Offset of the record object in a canonical body.
 RECORD_AT: Final = len('{"prev":"","record":') + 64
+_DECODER = json.JSONDecoder()
 #: ``json.dumps`` with sorted keys and no whitespace equals canonical JSON for decoded records
 #: (ASCII keys, safe integers, shallow) except floats whose ``repr`` differs from ECMAScript's
 #: (``1e-07`` vs ``1e-7``): :func:`decode_body` checks those with the exact encoder. A unit
@@ -105,25 +107,39 @@ def decode_body(body: bytes) -> Body:
     different byte strings can never stand for one entry, and duplicate keys are refused.
     Numbers follow JavaScript: an integer beyond 2^53 is a float, as in the chaincode.
     """
-    seq, prev, ts, org, cert_sha, data, end = decode_parts(body)
+    seq, prev, ts, org, cert_sha, data, end, _ = decode_parts(body)
     canonical = body[RECORD_AT:end]
     record = Record(data=data, canonical=canonical, hash=hashlib.sha256(canonical).hexdigest())
     return Body(seq=seq, prev=prev, record=record, ts=ts, org=org, cert_sha256=cert_sha)
 
 
-def decode_parts(body: bytes) -> tuple[int, str, int, str, str, dict[str, Any], int]:
-    """:func:`decode_body` without building objects: seq, prev, ts, signer org, certificate
-    hash, the validated record data and the offset where the record's bytes end (audit's
-    worker processes use this; every object built there is pickled back)."""
-    try:
-        value = json.loads(body)  # C parser; JS number semantics restored below if they differ
+class Parts(NamedTuple):
+    """What :func:`decode_parts` finds in a body; ``exact`` says C ``json`` reads the record
+    exactly (no JavaScript-number corner case), so it may parse ``body[RECORD_AT:end]``."""
+
+    seq: int
+    prev: str
+    ts: int
+    org: str
+    cert_sha256: str
+    data: dict[str, Any]
+    end: int
+    exact: bool
+
+
+def decode_parts(body: bytes) -> Parts:
+    """:func:`decode_body` without building records: audit's worker processes use it and
+    send back only the scalars (pickling record data costs more than parsing it again)."""
+    try:  # C parser; JS number semantics restored below where they differ
+        value = _DECODER.decode(body.decode("utf-8"))
     except ValueError as exc:
         raise RecordError(f"not valid UTF-8 JSON: {exc}") from exc
     seq, prev, ts, org, cert_sha = _envelope(value)
     data = validate_record(value["record"])
     tail = _tail(seq, ts, org, cert_sha)
     end = len(body) - len(tail)
-    if _json_is_exact(data):  # fast path: C json writes exactly the canonical bytes
+    exact = _json_is_exact(data)
+    if exact:  # fast path: C json writes exactly the canonical bytes
         value["record"] = data
         is_canonical = _utf8(_JSON.encode(value)) == body
     else:
@@ -133,7 +149,7 @@ def decode_parts(body: bytes) -> tuple[int, str, int, str, str, dict[str, Any], 
         raise RecordError("entry body is not in canonical form")
     if end - RECORD_AT > MAX_RECORD_BYTES:
         raise RecordError(f"record is {end - RECORD_AT} bytes; the limit is {MAX_RECORD_BYTES}")
-    return seq, prev, ts, org, cert_sha, data, end
+    return Parts(seq, prev, ts, org, cert_sha, data, end, exact)
 
 
 def _envelope(value: Any) -> tuple[int, str, int, str, str]:
@@ -156,21 +172,28 @@ def _utf8(text: str) -> bytes:
         raise RecordError("string contains a lone surrogate; not valid UTF-8") from exc
 
 
-def _json_is_exact(value: Any) -> bool:
+def _json_is_exact(value: dict[str, Any]) -> bool:
     """Whether C ``json`` reads and writes ``value`` exactly as canonical JSON does: every
-    float prints alike (``repr(f) == es_number(f)``) and every integer is within ±(2^53-1)."""
-    kind = type(value)
-    if kind is float:
-        return repr(value) == es_number(value)
-    if kind is int:
-        return bool(-MAX_SAFE_INT <= value <= MAX_SAFE_INT)
-    if kind is dict:
-        value = value.values()
-    elif kind is not list:
-        return True
-    for item in value:
-        if type(item) in (float, int, dict, list) and not _json_is_exact(item):
-            return False
+    integer is within ±(2^53-1) and every float prints alike in Python and ECMAScript.
+
+    A float qualifies when its ``repr`` is positional and not integral (``0.25``): there both
+    languages print the same shortest digits. Others (``1e-07``, ``5.0``, ``-0.0``, and a few
+    that would in fact print alike, such as ``1e+21``) take the exact path: slower, never wrong.
+    """
+    stack: list[Any] = [value]
+    while stack:
+        container = stack.pop()
+        for item in container.values() if type(container) is dict else container:
+            kind = type(item)
+            if kind is int:
+                if not -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+                    return False
+            elif kind is float:
+                text = repr(item)
+                if "e" in text or text.endswith(".0"):
+                    return False
+            elif kind is dict or kind is list:
+                stack.append(item)
     return True
 
 

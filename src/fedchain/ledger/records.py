@@ -97,12 +97,14 @@ def _list(item: Check, *, unique_by: str | None = None, min_len: int = 0) -> Che
 
 
 def _object(fields: Mapping[str, Check]) -> Check:
+    names = frozenset(fields)
+
     def check(value: Any, path: str) -> None:
         if not isinstance(value, dict):
             raise _fail(path, "must be an object")
-        missing = sorted(set(fields) - set(value))
-        extra = sorted(set(value) - set(fields))
-        if missing or extra:
+        if value.keys() != names:  # the set arithmetic only when something is wrong
+            missing = sorted(names - set(value))
+            extra = sorted(set(value) - names)
             raise _fail(path, f"missing fields {missing}, unknown fields {extra}")
         for name, sub in fields.items():
             sub(value[name], f"{path}.{name}" if path else name)
