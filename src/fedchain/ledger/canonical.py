@@ -138,5 +138,5 @@ def loads(data: bytes) -> Any:
     """Parse JSON as JavaScript would: integers beyond the safe range become floats."""
     try:
         return json.loads(data.decode("utf-8"), parse_int=_js_int)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError, OverflowError) as exc:  # JSONDecodeError too
         raise RecordError(f"not valid UTF-8 JSON: {exc}") from exc

@@ -244,7 +244,7 @@ def validate_record(value: Any) -> dict[str, Any]:
         raise RecordError("a record must be a JSON object")
     record: dict[str, Any] = dict(value)
     kind = record.get("kind")
-    if kind not in _SCHEMAS:
+    if not isinstance(kind, str) or kind not in _SCHEMAS:
         raise RecordError(f"kind: must be one of {', '.join(KINDS)}, got {kind!r:.80}")
     _VALIDATORS[kind](record, "")
     _check_consistency(record)

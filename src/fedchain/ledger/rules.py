@@ -21,7 +21,7 @@ Undo = Callable[[], None]
 _AGGREGATOR_KINDS = frozenset({"run", "task", "selection", "close"})
 
 
-@dataclass
+@dataclass(eq=False)  # identity, not value: undo removes exactly the task it added
 class TaskState:
     """What the ledger knows about one task: recipients, announced updates, selection, keys."""
 
@@ -75,6 +75,10 @@ class LedgerState:
 
     def _check_identity(self, record: Record, signer_org: str) -> None:
         if record.kind == "consortium":
+            if record.org != signer_org:  # as the chaincode: nobody writes it in another's name
+                raise RuleViolation(
+                    "identity.mismatch", f"{signer_org} cannot write a record as {record.org}"
+                )
             return
         if self.aggregator is None:
             raise RuleViolation("consortium.first", "the first record must be the consortium")

@@ -163,6 +163,8 @@ def scenarios() -> dict[str, list[dict[str, Any]]]:
             step(AGG, consortium()),
             step(AGG, consortium(), "consortium.exists"),
         ],
+        "consortium_not_in_another_name": [
+            step(AGG, consortium(org=A, aggregator=A), "identity.mismatch")],
         "consortium_written_by_its_aggregator": [step(A, consortium(org=A), "consortium.signer")],
         "publish_only_as_yourself": opened(step(A, update(B, "t1", 1), "identity.mismatch")),
         "unknown_organization": opened(step("org9", update("org9", "t1", 1), "org.unknown")),
@@ -341,6 +343,7 @@ def build_canonical() -> dict[str, Any]:
         ("missing_field", {k: v for k, v in run().items() if k != "config"}),
         ("oversized", {**update(A, "t1", 1, ok=False), "error": "x" * 2000}),
         ("bool_as_int", {**update(A, "t1", 1), "round": True}),
+        ("kind_not_a_string", {**run(), "kind": ["run"]}),
     ]
     for name, value in invalid:
         try:
