@@ -19,7 +19,9 @@ contributors, plus a floating-point slack far below one step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +30,34 @@ __all__ = ["Quantizer", "error_bound"]
 
 _INT31 = 2**31 - 1
 _FLOAT_SLACK = 2.0**-20  # float64 error of s*w*x and v+u, in steps (|v| <= 2^31 -> ~2^-21)
+_CHUNK = 1 << 16  # values per encoding step: the 512 KiB float64 work buffers stay in L2
+
+# Stochastic-rounding noise for the coordinates [start, start + count).
+_Noise = Callable[[int, int], npt.NDArray[np.float64]]
+
+
+def _flat(x: npt.ArrayLike) -> npt.NDArray[Any]:
+    """``x`` as a 1-D array; numeric input is converted to float64 later, chunk by chunk."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        arr = np.asarray(arr, dtype=np.float64)  # objects, strings...: convert as before, once
+    return arr.reshape(-1)
+
+
+def _require_finite(src: npt.NDArray[Any]) -> None:
+    for start in range(0, src.size, _CHUNK):
+        if not np.isfinite(src[start : start + _CHUNK].astype(np.float64)).all():
+            raise ValueError("update contains NaN or infinite values")
+
+
+def _rng_noise(rng: np.random.Generator, size: int) -> _Noise:
+    """Draws from ``rng`` into one reused buffer; chunks must be asked for in order."""
+    buf = np.empty(min(size, _CHUNK), dtype=np.float64)
+
+    def draw(start: int, count: int) -> npt.NDArray[np.float64]:
+        return rng.random(out=buf[:count])
+
+    return draw
 
 
 def _per_client_bound(n: int) -> int:
@@ -73,9 +103,10 @@ class Quantizer:
         self, x: npt.ArrayLike, weight: int, rng: np.random.Generator
     ) -> npt.NDArray[np.uint32]:
         """Encode ``x`` with ``weight``; ``rng`` draws the stochastic-rounding noise."""
-        size = np.size(x)
-        noise = rng.random(size) if self.stochastic else None
-        return self.quantize_with_noise(x, weight, noise)
+        self._check_weight(weight)
+        src = _flat(x)
+        # Chunk by chunk, in coordinate order: exactly the uniforms one rng.random(size) gives.
+        return self._encode(src, weight, _rng_noise(rng, src.size) if self.stochastic else None)
 
     def quantize_with_noise(
         self, x: npt.ArrayLike, weight: int, noise: npt.NDArray[np.float64] | None
@@ -84,27 +115,50 @@ class Quantizer:
 
         Raises ``ValueError`` for non-finite values or a weight outside ``[1, max_weight]``.
         """
+        self._check_weight(weight)
+        src = _flat(x)
+        if not self.stochastic:
+            return self._encode(src, weight, None)
+        if noise is None or noise.shape != src.shape:
+            _require_finite(src)  # a non-finite update is reported first
+            raise ValueError("stochastic rounding needs one uniform per coordinate")
+        given = noise
+        return self._encode(src, weight, lambda start, count: given[start : start + count])
+
+    def _check_weight(self, weight: int) -> None:
         if (
             isinstance(weight, bool)
             or not isinstance(weight, int | np.integer)
             or not (1 <= weight <= self.max_weight)
         ):
             raise ValueError(f"weight must be an integer in [1, {self.max_weight}], got {weight}")
-        v = np.array(x, dtype=np.float64).ravel()
-        if not np.isfinite(v).all():
-            raise ValueError("update contains NaN or infinite values")
-        np.clip(v, -self.clip, self.clip, out=v)
-        v *= self.scale * int(weight)
-        if self.stochastic:
-            if noise is None or noise.shape != v.shape:
-                raise ValueError("stochastic rounding needs one uniform per coordinate")
-            v += noise
-            np.floor(v, out=v)
-        else:
-            np.rint(v, out=v)
-        np.clip(v, -self.bound, self.bound, out=v)  # float error only: keeps the headroom exact
-        out = np.empty(v.size + 1, dtype=np.uint32)
-        out[:-1] = v.astype(np.int32).view(np.uint32)
+
+    def _encode(
+        self, src: npt.NDArray[Any], weight: int, noise: _Noise | None
+    ) -> npt.NDArray[np.uint32]:
+        """The encoding of the flat ``src``, one cache-sized chunk at a time.
+
+        Every step is elementwise, so the words are bit-identical to whole-array processing;
+        only a chunk of float64 work space is live instead of several full-size temporaries.
+        """
+        factor = self.scale * int(weight)
+        out = np.empty(src.size + 1, dtype=np.uint32)
+        words = out[:-1].view(np.int32)
+        buf = np.empty(min(src.size, _CHUNK), dtype=np.float64)
+        for start in range(0, src.size, _CHUNK):
+            v = buf[: min(_CHUNK, src.size - start)]
+            np.copyto(v, src[start : start + v.size], casting="unsafe")
+            if not np.isfinite(v).all():
+                raise ValueError("update contains NaN or infinite values")
+            np.clip(v, -self.clip, self.clip, out=v)
+            v *= factor
+            if noise is not None:
+                v += noise(start, v.size)
+                np.floor(v, out=v)
+            else:
+                np.rint(v, out=v)
+            np.clip(v, -self.bound, self.bound, out=v)  # float error only: keeps the headroom exact
+            np.copyto(words[start : start + v.size], v, casting="unsafe")
         out[-1] = weight
         return out
 
