@@ -74,6 +74,7 @@ class RoundTable:
 
     def __init__(self) -> None:
         self._rounds: dict[tuple[str, int], RoundSummary] = {}
+        self._trains: set[tuple[str, str]] = set()  # (run, task) of training tasks
         self.model_hashes: list[str] = []
 
     def _row(self, run: str, rnd: int) -> RoundSummary:
@@ -89,13 +90,20 @@ class RoundTable:
             self.model_hashes.append(str(record["model_sha256"]))
         elif kind == "task":
             row = self._row(str(record.run), int(record["round"]))
+            if str(record["type"]).startswith("train"):
+                self._trains.add((str(record.run), str(record.task)))
             for recipient in record["recipients"]:
                 if recipient["org"] not in row.participants:
                     row.participants.append(str(recipient["org"]))
         elif kind == "update":
             row = self._row(str(record.run), int(record["round"]))
             if record["status"] == "ok":
-                row.num_examples[record.org] = int(record["num_examples"])
+                # The training update's sample count is the one that weighs in aggregation.
+                examples = int(record["num_examples"])
+                if (str(record.run), str(record.task)) in self._trains:
+                    row.num_examples[record.org] = examples
+                else:
+                    row.num_examples.setdefault(record.org, examples)
             elif record.org not in row.errors:
                 row.errors.append(record.org)
         elif kind == "close":
@@ -116,4 +124,6 @@ class RoundTable:
 
     def rows(self) -> list[RoundSummary]:
         """Rows in the order their rounds first appeared on the ledger."""
+        for row in self._rounds.values():
+            row.participants.sort()
         return list(self._rounds.values())
