@@ -2,7 +2,7 @@
 
 Run by hand (not part of the test suite)::
 
-    /work/venv/bin/python benchmarks/dataplane_bench.py --size-mb 100 --repeat 3
+    python benchmarks/dataplane_bench.py --size-mb 100 --repeat 3
 
 The aggregator's :class:`DataPlaneServer` runs in a child process (so client and server do not
 share a GIL), the client in this one. A fresh consortium is created in a temporary folder with

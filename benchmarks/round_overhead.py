@@ -2,7 +2,7 @@
 
 Run by hand (not part of the test suite), from the repository root::
 
-    /work/venv/bin/python benchmarks/round_overhead.py --params 1e6,1e7 --orgs 5 --rounds 6
+    python benchmarks/round_overhead.py --params 1e6,1e7 --orgs 5 --rounds 6
 
 For each model size, fedchain runs first — one aggregator and ``--orgs`` organization
 processes over mTLS gRPC with the embedded SQLite ledger — then Flower 1.41 — a SuperLink (TLS)

@@ -2,8 +2,8 @@
 
 Run by hand (not part of the test suite)::
 
-    /work/venv/bin/python benchmarks/secagg_bench.py                      # every case (minutes)
-    /work/venv/bin/python benchmarks/secagg_bench.py --params 1M --orgs 10 --dropouts 0
+    python benchmarks/secagg_bench.py                      # every case (minutes)
+    python benchmarks/secagg_bench.py --params 1M --orgs 10 --dropouts 0
 
 One federated round per case, everything in this process through ``LocalGrid`` (an in-memory
 Flower Grid calling the ClientApps directly; no network, no serialization on the way), so the
