@@ -19,6 +19,7 @@ import pytest
 
 from fedchain.errors import RecordError, RuleViolation
 from fedchain.ledger import Ledger, Query, parse_record, watch
+from fedchain.ledger.replay import replay
 
 OpenLedger = Callable[[str], Ledger]
 VECTORS = Path(__file__).parents[1] / "vectors" / "ledger" / "sequences.json"
@@ -181,3 +182,12 @@ class LedgerConformance:
         assert info.value.rule == "task.duplicate"
         assert agg.metadata_get() == before
         agg.metadata_publish(batch[0])  # the first half was not applied
+
+    def test_replaying_the_backend_passes_the_rules(self, open_ledger: OpenLedger) -> None:
+        agg, org2 = open_ledger("org1"), open_ledger("org2")
+        agg.metadata_publish([parse_record(run_record()), parse_record(task_record("t1", 1))])
+        org2.metadata_publish(parse_record(update_record("org2", "t1", 1)))
+        rows = replay(agg.metadata_get())
+        assert [(r.run, r.round) for r in rows] == [("r1", 1)]
+        assert rows[0].participants == ["org2", "org3"]
+        assert rows[0].num_examples == {"org2": 3}
