@@ -82,6 +82,8 @@ class FabricSettings(_Section):
     chaincode: str = "fedchain"
     msp_id: Annotated[str, Field(pattern=_ID_RE)] | None = None
     identity: Path | None = None
+    # Where to remember the last block seen, so a restarted process resumes from there.
+    resume_file: Path | None = None
 
 
 class LedgerSettings(_Section):

@@ -208,3 +208,21 @@ def test_the_factory_opens_fabric_and_the_aggregator_writes_the_genesis(
             open_ledger(settings, load_identity(user_dir(consortium_dir, "org2")), stranger)
     finally:
         org2.close()
+
+
+def test_the_factory_passes_the_configured_resume_file(
+    fabric_network: StandInNetwork, consortium_dir: Path, consortium: Consortium, tmp_path: Path
+) -> None:
+    tls_ca = tmp_path / "tls-ca.pem"
+    tls_ca.write_bytes(fabric_network.tls_ca)
+    state = tmp_path / "org1.fabric-index"
+    fabric = FabricSettings(endpoint=fabric_network.endpoint, tls_ca=tls_ca, resume_file=state)
+    settings = LedgerSettings(backend="fabric", fabric=fabric)
+    agg = open_ledger(settings, load_identity(user_dir(consortium_dir, "org1")), consortium)
+    try:
+        agg.metadata_publish(parse_record(run_record()))
+        assert len(agg.metadata_get()) == 2  # genesis and run
+    finally:
+        agg.close()
+    assert state.is_file()
+    assert len(state.read_text().splitlines()) >= 2  # a header and the blocks seen

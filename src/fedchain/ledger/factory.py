@@ -68,7 +68,13 @@ def _fabric(
         ) from exc
     if settings.fabric is None:
         raise LedgerError("backend 'fabric' needs a [ledger.fabric] section")
-    return open_fabric_ledger(settings.fabric, identity, consortium=consortium, clock=clock)
+    return open_fabric_ledger(
+        settings.fabric,
+        identity,
+        consortium=consortium,
+        resume_file=settings.fabric.resume_file,
+        clock=clock,
+    )
 
 
 def _memory(
