@@ -24,3 +24,10 @@ def test_importing_fedchain_does_not_import_flower() -> None:
     code = "import sys, fedchain; print('flwr' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_fedchain_command_starts_without_flower() -> None:
+    """`fedchain pki`, `audit`, `--help` stay fast: Flower loads only for runtime commands."""
+    code = "import sys, fedchain.cli.main; print('flwr' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

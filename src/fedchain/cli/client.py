@@ -9,7 +9,17 @@ from typing import Annotated
 import typer
 
 from fedchain.cli._common import password_from_env, run_cli
-from fedchain.cli.options import client_options, load
+from fedchain.cli.options import (
+    ConfigOpt,
+    InsecureDevOpt,
+    JsonOpt,
+    LedgerBackendOpt,
+    LedgerOpt,
+    PasswordEnvOpt,
+    VerboseOpt,
+    client_options,
+    load,
+)
 from fedchain.cli.progress import EventSink
 from fedchain.runtime.process import participate
 
@@ -21,9 +31,7 @@ Opt = typer.Option
 @app.command()
 @run_cli
 def client(
-    config: Annotated[
-        Path | None, Opt(help="fedchain.toml (default: ./fedchain.toml if present)")
-    ] = None,
+    config: ConfigOpt = None,
     org: Annotated[
         str | None, Opt(help="Organization id (identity <pki>/<org>/users/client1)")
     ] = None,
@@ -35,16 +43,16 @@ def client(
         Path | None, Opt(help="This organization's identity folder (MSP layout)")
     ] = None,
     server: Annotated[str | None, Opt(help="Aggregator data-plane address host:port")] = None,
-    ledger: Annotated[Path | None, Opt(help="Embedded ledger file")] = None,
-    ledger_backend: Annotated[str | None, Opt(help="memory | embedded | fabric")] = None,
+    ledger: LedgerOpt = None,
+    ledger_backend: LedgerBackendOpt = None,
     run: Annotated[str | None, Opt(help="Follow only this run")] = None,
     exit_when_done: Annotated[
         bool, Opt(help="Exit when the followed run's last round closes")
     ] = False,
-    password_env: Annotated[str | None, Opt(help="Variable holding the key password")] = None,
-    insecure_dev: Annotated[bool, Opt(help="Plaintext on loopback only (development)")] = False,
-    json_output: Annotated[bool, Opt("--json", help="Machine-readable events on stdout")] = False,
-    verbose: Annotated[bool, Opt("-v", help="Log details")] = False,
+    password_env: PasswordEnvOpt = None,
+    insecure_dev: InsecureDevOpt = False,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run an organization: follow the ledger, train locally, announce and send updates."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 from fedchain.cli._common import password_from_env
 from fedchain.config import LedgerSettings, Settings, load_settings
 from fedchain.errors import ConfigError
 from fedchain.pki import AGGREGATOR_NAME, load_consortium
 from fedchain.runtime.apps import DEFAULT_CLIENT_APP, DEFAULT_SERVER_APP
-from fedchain.runtime.process import ClientOptions, ServerOptions
 from fedchain.runtime.selection import policy_named
+
+if TYPE_CHECKING:  # the runtime imports Flower: keep `fedchain --help` and `audit` fast
+    from fedchain.runtime.process import ClientOptions, ServerOptions
 
 __all__ = ["client_options", "load", "server_options"]
 
@@ -65,6 +69,8 @@ def server_options(settings: Settings, **flags: Any) -> ServerOptions:
         key=flags.get("selection_key") or srv.selection_key,
         minimum=flags.get("threshold") if flags.get("threshold") is not None else srv.threshold,
     )
+    from fedchain.runtime.process import ServerOptions
+
     return ServerOptions(
         pki=pki,
         identity=identity,
@@ -99,6 +105,8 @@ def client_options(settings: Settings, **flags: Any) -> ClientOptions:
             )
         identity = pki / org_id / "users" / "client1"
     cli = settings.client
+    from fedchain.runtime.process import ClientOptions
+
     return ClientOptions(
         pki=pki,
         identity=identity,
@@ -112,3 +120,16 @@ def client_options(settings: Settings, **flags: Any) -> ClientOptions:
         password=_password(settings, flags.get("password")),
         org=org_id,
     )
+
+
+# -- options both fedchain-server and fedchain-client take ------------------------------------
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option(help="fedchain.toml (default: ./fedchain.toml if present)")
+]
+LedgerOpt = Annotated[Path | None, typer.Option(help="Embedded ledger file")]
+LedgerBackendOpt = Annotated[str | None, typer.Option(help="memory | embedded | fabric")]
+PasswordEnvOpt = Annotated[str | None, typer.Option(help="Variable holding the key password")]
+InsecureDevOpt = Annotated[bool, typer.Option(help="Plaintext on loopback only (development)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable events on stdout")]
+VerboseOpt = Annotated[bool, typer.Option("-v", help="Log details")]

@@ -9,7 +9,17 @@ from typing import Annotated
 import typer
 
 from fedchain.cli._common import console, password_from_env, run_cli
-from fedchain.cli.options import load, server_options
+from fedchain.cli.options import (
+    ConfigOpt,
+    InsecureDevOpt,
+    JsonOpt,
+    LedgerBackendOpt,
+    LedgerOpt,
+    PasswordEnvOpt,
+    VerboseOpt,
+    load,
+    server_options,
+)
 from fedchain.cli.progress import EventSink
 from fedchain.runtime.process import serve
 
@@ -21,17 +31,15 @@ Opt = typer.Option
 @app.command()
 @run_cli
 def server(
-    config: Annotated[
-        Path | None, Opt(help="fedchain.toml (default: ./fedchain.toml if present)")
-    ] = None,
+    config: ConfigOpt = None,
     app_ref: Annotated[
         str | None, Opt("--app", help="ServerApp as module:attr or a Flower app directory")
     ] = None,
     rounds: Annotated[int | None, Opt(min=1, help="Number of rounds")] = None,
     pki: Annotated[Path | None, Opt(help="Consortium PKI folder (fedchain pki init)")] = None,
     identity: Annotated[Path | None, Opt(help="Aggregator identity folder (MSP layout)")] = None,
-    ledger: Annotated[Path | None, Opt(help="Embedded ledger file")] = None,
-    ledger_backend: Annotated[str | None, Opt(help="memory | embedded | fabric")] = None,
+    ledger: LedgerOpt = None,
+    ledger_backend: LedgerBackendOpt = None,
     address: Annotated[str | None, Opt(help="Data-plane listen address host:port")] = None,
     models: Annotated[Path | None, Opt(help="Folder for global models, stored by SHA-256")] = None,
     run: Annotated[
@@ -54,10 +62,10 @@ def server(
     max_payload_mb: Annotated[
         float | None, Opt(help="Largest model or reply accepted, in MiB")
     ] = None,
-    password_env: Annotated[str | None, Opt(help="Variable holding the key password")] = None,
-    insecure_dev: Annotated[bool, Opt(help="Plaintext on loopback only (development)")] = False,
-    json_output: Annotated[bool, Opt("--json", help="Machine-readable events on stdout")] = False,
-    verbose: Annotated[bool, Opt("-v", help="Log details")] = False,
+    password_env: PasswordEnvOpt = None,
+    insecure_dev: InsecureDevOpt = False,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run the aggregator: coordinate rounds on the ledger, move models over mTLS gRPC."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
