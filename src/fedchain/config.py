@@ -96,6 +96,15 @@ class LedgerSettings(_Section):
     busy_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     fabric: FabricSettings | None = None
 
+    def describe(self) -> str:
+        """Where the ledger lives, for messages: the file, or the Fabric channel and gateway."""
+        if self.backend == "fabric" and self.fabric is not None:
+            return (
+                f"Fabric channel {self.fabric.channel!r} (chaincode {self.fabric.chaincode!r}) "
+                f"via {self.fabric.endpoint}"
+            )
+        return str(self.path) if self.backend == "embedded" else f"in memory ({self.path})"
+
     @model_validator(mode="after")
     def _fabric_needs_section(self) -> LedgerSettings:
         if self.backend == "fabric" and self.fabric is None:

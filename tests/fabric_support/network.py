@@ -1,8 +1,9 @@
 """One stand-in channel: endorsing peers, orderer/committer and a TLS Gateway on loopback.
 
 Every certificate comes from the consortium's own CAs (``fedchain.pki``): one peer identity
-per endorsing organization, and a TLS server certificate for the gateway (SANs localhost and
-127.0.0.1) issued by the first organization's CA, which is therefore the client's TLS CA.
+per endorsing organization, and per endorsing organization a gateway port whose TLS server
+certificate (SANs localhost and 127.0.0.1) that organization's CA issued (``endpoints`` and
+``tls_cas``); ``endpoint`` / ``tls_ca`` are the first organization's.
 """
 
 from __future__ import annotations
@@ -58,16 +59,23 @@ class StandInNetwork:
             batch_size=batch_size,
         )  # fmt: skip
         self.service = GatewayService(self.peers, self.ledger, consortium, channel)
-        ca_cert, ca_key = load_ca(pki_dir, endorsing_orgs[0])
-        tls = issue_identity(
-            ca_cert, ca_key, org=endorsing_orgs[0], name="gateway-tls", role="server", now=now
-        )
-        self.tls_ca = ca_cert.public_bytes(serialization.Encoding.PEM)
         self.server = grpc.server(ThreadPoolExecutor(max_workers=64))
         gateway_pb2_grpc.add_GatewayServicer_to_server(self.service, self.server)
-        credentials = grpc.ssl_server_credentials([(tls.key_pem(), tls.cert_pem)])
-        port = self.server.add_secure_port("127.0.0.1:0", credentials)
-        self.endpoint = f"127.0.0.1:{port}"
+        # As on Fabric, every endorsing organization's peer hosts a gateway, its TLS server
+        # certificate issued by that organization's CA.
+        self.endpoints: dict[str, str] = {}
+        self.tls_cas: dict[str, bytes] = {}
+        for org in endorsing_orgs:
+            ca_cert, ca_key = load_ca(pki_dir, org)
+            tls = issue_identity(
+                ca_cert, ca_key, org=org, name="gateway-tls", role="server", now=now
+            )
+            credentials = grpc.ssl_server_credentials([(tls.key_pem(), tls.cert_pem)])
+            port = self.server.add_secure_port("127.0.0.1:0", credentials)
+            self.endpoints[org] = f"127.0.0.1:{port}"
+            self.tls_cas[org] = ca_cert.public_bytes(serialization.Encoding.PEM)
+        first = endorsing_orgs[0]
+        self.endpoint, self.tls_ca = self.endpoints[first], self.tls_cas[first]
         self.server.start()
 
     def close(self) -> None:

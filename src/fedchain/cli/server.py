@@ -95,7 +95,7 @@ def server(
     with EventSink(as_json=json_output, rounds=options.rounds, label="aggregator") as sink:
         run_id = serve(options, sink)
     if not json_output:
-        console.print(f"run [bold]{run_id}[/] finished; ledger: {options.ledger.path}")
+        console.print(f"run [bold]{run_id}[/] finished; ledger: {options.ledger.describe()}")
 
 
 def main() -> None:

@@ -1,9 +1,10 @@
 """``fedchain demo``: a whole consortium on one machine, as separate processes.
 
-A three-organization PKI in a working folder, the aggregator and every organization started as
-their own ``fedchain-server`` / ``fedchain-client`` processes on loopback over real mTLS with
-the embedded ledger, the built-in digits app for N rounds, then the audit, the final accuracy
-next to a centrally trained baseline, and a plot. Plain functions; the CLI only renders.
+The aggregator and every organization started as their own ``fedchain-server`` /
+``fedchain-client`` processes on loopback over real mTLS, the built-in digits app for N rounds,
+then the ledger check, the final accuracy next to a centrally trained baseline, and a plot. The
+consortium and ledger are a new PKI and embedded ledger file in the working folder, or a running
+Fabric network's organizations (``demo_ledgers``). Plain functions; the CLI only renders.
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ import numpy as np
 from fedchain.errors import ConfigError, FedchainError, InternalError
 from fedchain.examples.digits_data import holdout
 from fedchain.examples.digits_model import evaluate, init_params, train
-from fedchain.ledger.audit import audit
-from fedchain.ledger.audit_report import AuditReport
-from fedchain.pki import init_consortium
 from fedchain.runtime.arrays import load_model
+from fedchain.runtime.demo_ledgers import DEFAULT_NETWORK, LedgerCheck, embedded_plan, fabric_plan
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -41,9 +40,9 @@ class DemoResult:
     """What the demo produced, for the CLI to print."""
 
     workdir: Path
-    ledger: Path
+    ledger: str  # the ledger file, or which Fabric channel
     run: str
-    report: AuditReport
+    check: LedgerCheck
     accuracy: float
     baseline: float
     plot: Path | None
@@ -95,49 +94,48 @@ def run_demo(
     orgs: int = 3,
     secure: bool = False,
     events: Events | None = None,
+    ledger: str = "embedded",
+    network: Path = DEFAULT_NETWORK,
 ) -> DemoResult:
-    """Run the demo end to end and return its results (raises FedchainError on failure)."""
+    """Run the demo end to end and return its results (raises FedchainError on failure).
+
+    ``ledger="embedded"``: a new consortium of ``orgs`` organizations and a ledger file in
+    ``workdir``. ``ledger="fabric"``: the organizations of the running Fabric network whose
+    fedchain.toml files are in ``network`` (``orgs`` does not apply).
+    """
     emit = events or (lambda _n, _d: None)
-    prepare_workdir(workdir)
-    names = [f"org{i}" for i in range(1, orgs + 1)]
-    pki, ledger, models, logs = (
-        workdir / "pki",
-        workdir / "ledger.sqlite",
-        workdir / "models",
-        workdir / "logs",
-    )
+    if ledger == "fabric":
+        plan = fabric_plan(network)  # checked before the working folder is replaced
+        prepare_workdir(workdir)
+    elif ledger == "embedded":
+        prepare_workdir(workdir)
+        plan = embedded_plan(workdir, orgs)
+    else:
+        raise ConfigError(f"the demo runs on the 'embedded' or 'fabric' ledger, not {ledger!r}")
+    models, logs = workdir / "models", workdir / "logs"
     logs.mkdir()
-    init_consortium(pki, consortium="demo", orgs=names, aggregator=names[0])
-    emit("pki", {"path": str(pki), "orgs": names})
-    common = ["--pki", str(pki), "--ledger", str(ledger)]
+    emit("consortium", {"ledger": plan.ledger, "orgs": plan.orgs})
     server_args = [
-        *common,
-        "--models",
-        str(models),
-        "--address",
-        "127.0.0.1:0",
-        "--rounds",
-        str(rounds),
-        "--min-nodes",
-        str(orgs),
-        "--deadline",
-        "60",
-    ]
+        *plan.server_args, "--models", str(models), "--rounds", str(rounds),
+        "--min-nodes", str(len(plan.orgs)), "--deadline", "60",
+    ]  # fmt: skip
     if secure:
         server_args += ["--app", "fedchain.examples.digits:secure_server_app"]
     with _processes() as procs:
         server = _spawn("fedchain.cli.server", server_args, logs / "aggregator.log")
         procs.append(server)
         address, run = _await_listening(server, logs / "aggregator.log")
-        for name in names:
-            client_args = [*common, "--org", name, "--server", address, "--exit-when-done"]
+        for org, args in plan.client_args.items():
+            client_args = [*args, "--server", address, "--exit-when-done"]
             if secure:
                 client_args += ["--app", "fedchain.examples.digits:secure_client_app"]
-            procs.append(_spawn("fedchain.cli.client", client_args, logs / f"{name}.log"))
+            procs.append(_spawn("fedchain.cli.client", client_args, logs / f"{org}.log"))
         run = _follow(server, emit) or run
         if server.wait() != 0:
             raise FedchainError(f"the aggregator failed; see {logs / 'aggregator.log'}")
-    return _finish(workdir, ledger, models, run, rounds, emit)
+    check = plan.check(models, run)
+    emit("audited", {"entries": check.entries, "ok": check.ok})
+    return _finish(workdir, plan.ledger, models, run, rounds, check)
 
 
 def _lines(proc: subprocess.Popen[str]) -> IO[str]:
@@ -165,12 +163,9 @@ def _follow(server: subprocess.Popen[str], emit: Events) -> str:
 
 
 def _finish(
-    workdir: Path, ledger: Path, models: Path, run: str, rounds: int, emit: Events
+    workdir: Path, ledger: str, models: Path, run: str, rounds: int, check: LedgerCheck
 ) -> DemoResult:
-    report = audit(ledger, models_dir=models)
-    emit("audited", {"entries": report.entries, "ok": report.ok})
-    rows = [r for r in report.rounds if r.run == run] or report.rounds
-    final = next((r.model_sha256 for r in reversed(rows) if r.model_sha256), None)
+    final = next((r.model_sha256 for r in reversed(check.rounds) if r.model_sha256), None)
     train_set, test_set = holdout(0)
     accuracy = 0.0
     if final is not None:
@@ -194,10 +189,10 @@ def _finish(
             "model_sha256": r.model_sha256,
             **r.metrics,
         }
-        for r in rows
+        for r in check.rounds
     ]
     plot = _plot(workdir / "training.png", table)
-    return DemoResult(workdir, ledger, run, report, accuracy, baseline, plot, table)
+    return DemoResult(workdir, ledger, run, check, accuracy, baseline, plot, table)
 
 
 def _plot(path: Path, table: list[dict[str, Any]]) -> Path | None:

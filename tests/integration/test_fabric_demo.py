@@ -1,0 +1,151 @@
+"""Training on a Fabric ledger end to end: ``fedchain demo --ledger fabric`` runs
+``fedchain-server`` and one ``fedchain-client`` per organization as real processes, each
+configured by the fedchain.toml that ``fabric-network/network.sh`` writes, each signing its
+transactions with its own identity through its own organization's gateway. The channel is the
+stand-in network running the real chaincode process (no Fabric binaries here); the crypto
+material is made by ``network.sh crypto`` exactly as for a real network. Then ``fedchain audit
+--config`` replays the channel, and a third party reads it back independently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.fabric_support.chaincode import ChaincodeProcess
+from tests.fabric_support.network import StandInNetwork
+from tests.integration.runtime_support import ROOT, WAIT, child_env
+
+from fedchain.config import load_settings
+from fedchain.ledger import Query
+from fedchain.ledger.fabric import open_fabric_ledger
+from fedchain.ledger.replay import replay
+from fedchain.pki import load_consortium, load_identity
+
+pytest_plugins = ["tests.fabric_support.fixtures"]
+pytestmark = pytest.mark.slow
+
+NETWORK_SH = ROOT / "fabric-network" / "network.sh"
+BIN = Path(sys.executable).parent
+ORGS = ["org1", "org2", "org3"]  # fabric-network/topology.env
+ROUNDS = 2
+
+
+def network_sh(*args: str, work: Path) -> str:
+    env = child_env(FEDCHAIN_FABRIC_WORK=str(work))
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"  # this interpreter's fedchain command
+    result = subprocess.run([str(NETWORK_SH), *args], capture_output=True, text=True, env=env,
+                            timeout=WAIT, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def network(
+    chaincode_service: ChaincodeProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[StandInNetwork, Path]]:
+    """The stand-in channel (every org endorses and hosts a gateway) and the folder of
+    fedchain.toml files network.sh writes for it, pointed at the stand-in's gateways."""
+    work = tmp_path_factory.mktemp("fabric") / "work"
+    network_sh("crypto", work=work)
+    pki = work / "pki"
+    channel = StandInNetwork(
+        pki_dir=pki, consortium=load_consortium(pki), chaincode_address=chaincode_service.address,
+        endorsing_orgs=ORGS, batch_timeout=0.02,
+    )  # fmt: skip
+    tomls = work / "fedchain"
+    tomls.mkdir()
+    for org, role, name in [("org1", "server", "aggregator"), *((o, "client", o) for o in ORGS)]:
+        text = network_sh("toml", org, role, work=work)
+        own = f'endpoint = "{channel.endpoints[org]}"'  # the stand-in's port for org's peer
+        text, count = re.subn(r'(?m)^endpoint = "127\.0\.0\.1:\d+"$', own, text)
+        assert count == 1, text
+        (tomls / f"{name}.toml").write_text(text)
+    yield channel, tomls
+    channel.close()
+
+
+def fedchain(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "fedchain"), *map(str, args)], capture_output=True,
+                          text=True, env=child_env(), cwd=cwd, timeout=WAIT * 4, check=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demo(network: tuple[StandInNetwork, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+    _, tomls = network
+    workdir = tmp_path_factory.mktemp("demo") / "demo"
+    result = fedchain("demo", "--ledger", "fabric", "--network", tomls, "--rounds", str(ROUNDS),
+                      "--workdir", workdir, "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary: dict = json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[type-arg]
+    summary["workdir"] = workdir
+    return summary
+
+
+def test_demo_trains_every_org_on_the_fabric_channel(demo: dict) -> None:  # type: ignore[type-arg]
+    assert demo["event"] == "result"
+    assert demo["audit_ok"] is True, demo["problems"]
+    assert "write rules" in demo["verified"]
+    assert "Fabric channel 'fedchain'" in demo["ledger"]
+    assert [r["round"] for r in demo["rounds"]] == list(range(1, ROUNDS + 1))
+    for row in demo["rounds"]:
+        assert sorted(row["participants"]) == ORGS
+        assert set(row["num_examples"]) == set(ORGS)
+        assert row["model_sha256"]
+    assert demo["accuracy"] > demo["baseline"] - 0.3
+
+
+def test_the_channel_records_the_run_as_each_org_wrote_it(
+    network: tuple[StandInNetwork, Path],
+    demo: dict,  # type: ignore[type-arg]
+) -> None:
+    """Read back independently as org3: every record of the run is signed by the org it
+    names, the write rules hold, and the global models on disk match their ledger hashes."""
+    _, tomls = network
+    settings = load_settings(tomls / "org3.toml", env={})
+    assert settings.ledger.fabric is not None and settings.organization is not None
+    assert settings.organization.identity is not None and settings.organization.pki is not None
+    with open_fabric_ledger(
+        settings.ledger.fabric, load_identity(settings.organization.identity)
+    ) as ledger:
+        entries = ledger.metadata_get()
+        run_entries = ledger.metadata_get(Query(run=demo["run"]))
+    rows = [r for r in replay(entries) if r.run == demo["run"]]
+    assert [r.round for r in rows] == list(range(1, ROUNDS + 1))
+    writers = {e.signer for e in run_entries}
+    assert writers == set(ORGS)  # the aggregator's org and every organization wrote as itself
+    assert all(e.record.org == e.signer for e in run_entries)
+    models = Path(demo["workdir"]) / "models"
+    for row in rows:
+        assert row.model_sha256 is not None
+        data = (models / f"{row.model_sha256}.bin").read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row.model_sha256
+
+
+def test_audit_config_replays_the_fabric_channel(
+    network: tuple[StandInNetwork, Path],
+    demo: dict,  # type: ignore[type-arg]
+) -> None:
+    _, tomls = network
+    result = fedchain("audit", "--config", tomls / "org2.toml", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    ours = [r for r in report["rounds"] if r["run"] == demo["run"]]
+    assert [r["model_sha256"] for r in ours] == [r["model_sha256"] for r in demo["rounds"]]
+
+
+def test_demo_without_a_network_says_how_to_start_one(tmp_path: Path) -> None:
+    result = fedchain("demo", "--ledger", "fabric", "--network", tmp_path / "none",
+                      "--workdir", tmp_path / "demo")  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "network.sh up" in result.stderr
+    assert not (tmp_path / "demo").exists()  # nothing was prepared for a run that cannot start
