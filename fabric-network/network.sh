@@ -117,7 +117,10 @@ EOF
     ledger_section "$AGGREGATOR_ORG" "$PKI_DIR/$AGGREGATOR_ORG/users/aggregator"
     cat >&2 <<EOF
 
-Train on it (one terminal each):
+Train the demo on it (from the repository root):
+  fedchain demo --ledger fabric --network $TOML_DIR
+
+Or your own app (one terminal each):
   fedchain-server --config $TOML_DIR/aggregator.toml --min-nodes ${#ORG_LIST[@]}
 $(for org in "${ORG_LIST[@]}"; do
         printf '  fedchain-client --config %s/%s.toml --exit-when-done\n' "$TOML_DIR" "$org"
