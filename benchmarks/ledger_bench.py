@@ -1,6 +1,11 @@
-"""Embedded-ledger benchmark (run by hand, not in CI).
+"""Ledger benchmark (run by hand, not in CI): the embedded ledger, or a Fabric channel.
 
     python benchmarks/ledger_bench.py [--appends 6000] [--json]
+    python benchmarks/ledger_bench.py fabric --pki PKI --endpoint HOST:PORT --tls-ca CA.pem
+    python benchmarks/ledger_bench.py fabric --stand-in
+
+The ``fabric`` mode is ``benchmarks/fabric_bench.py`` (its docstring says what it measures:
+publish latency, records per second, round-phase latency with concurrent organizations).
 
 Measures, on a fresh consortium and ledger in a temporary folder:
 
@@ -233,5 +238,10 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child_main(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "fabric":
+        import fabric_bench  # this script's folder is on sys.path
+
+        sys.argv = [f"{sys.argv[0]} fabric", *sys.argv[2:]]
+        fabric_bench.main()
     else:
         main()

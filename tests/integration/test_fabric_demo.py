@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.fabric_support.chaincode import ChaincodeProcess
@@ -36,6 +37,7 @@ NETWORK_SH = ROOT / "fabric-network" / "network.sh"
 BIN = Path(sys.executable).parent
 ORGS = ["org1", "org2", "org3"]  # fabric-network/topology.env
 ROUNDS = 2
+Summary = dict[str, Any]  # the demo's final JSON line
 
 
 def network_sh(*args: str, work: Path) -> str:
@@ -73,23 +75,25 @@ def network(
 
 
 def fedchain(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "fedchain"), *map(str, args)], capture_output=True,
-                          text=True, env=child_env(), cwd=cwd, timeout=WAIT * 4, check=False)  # fmt: skip
+    argv = [str(BIN / "fedchain"), *map(str, args)]
+    return subprocess.run(
+        argv, capture_output=True, text=True, env=child_env(), cwd=cwd, timeout=WAIT * 4
+    )
 
 
 @pytest.fixture(scope="module")
-def demo(network: tuple[StandInNetwork, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+def demo(network: tuple[StandInNetwork, Path], tmp_path_factory: pytest.TempPathFactory) -> Summary:
     _, tomls = network
     workdir = tmp_path_factory.mktemp("demo") / "demo"
     result = fedchain("demo", "--ledger", "fabric", "--network", tomls, "--rounds", str(ROUNDS),
                       "--workdir", workdir, "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    summary: dict = json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[type-arg]
+    summary: Summary = json.loads(result.stdout.strip().splitlines()[-1])
     summary["workdir"] = workdir
     return summary
 
 
-def test_demo_trains_every_org_on_the_fabric_channel(demo: dict) -> None:  # type: ignore[type-arg]
+def test_demo_trains_every_org_on_the_fabric_channel(demo: Summary) -> None:
     assert demo["event"] == "result"
     assert demo["audit_ok"] is True, demo["problems"]
     assert "write rules" in demo["verified"]
@@ -104,14 +108,15 @@ def test_demo_trains_every_org_on_the_fabric_channel(demo: dict) -> None:  # typ
 
 def test_the_channel_records_the_run_as_each_org_wrote_it(
     network: tuple[StandInNetwork, Path],
-    demo: dict,  # type: ignore[type-arg]
+    demo: Summary,
 ) -> None:
     """Read back independently as org3: every record of the run is signed by the org it
     names, the write rules hold, and the global models on disk match their ledger hashes."""
     _, tomls = network
     settings = load_settings(tomls / "org3.toml", env={})
-    assert settings.ledger.fabric is not None and settings.organization is not None
-    assert settings.organization.identity is not None and settings.organization.pki is not None
+    assert settings.ledger.fabric is not None
+    assert settings.organization is not None
+    assert settings.organization.identity is not None
     with open_fabric_ledger(
         settings.ledger.fabric, load_identity(settings.organization.identity)
     ) as ledger:
@@ -131,7 +136,7 @@ def test_the_channel_records_the_run_as_each_org_wrote_it(
 
 def test_audit_config_replays_the_fabric_channel(
     network: tuple[StandInNetwork, Path],
-    demo: dict,  # type: ignore[type-arg]
+    demo: Summary,
 ) -> None:
     _, tomls = network
     result = fedchain("audit", "--config", tomls / "org2.toml", "--json")
