@@ -127,3 +127,21 @@ def test_bad_input_is_one_error_line(bad_runs: dict[str, Proc], case: str) -> No
     assert len(lines) == 1, lines
     assert lines[0].startswith("error: ")
     assert BAD[case][1] in lines[0]
+
+
+def test_a_ledger_kept_across_runs_serves_the_next_run(deployment: Deployment) -> None:
+    """Organizations started without ``--run`` on a ledger that holds a finished run take
+    part in the new one (task ids repeat across runs) and exit when it is done, not at once."""
+    dep, runs = deployment, []
+    for _ in range(2):  # the same commands twice, on the same ledger file
+        agg, clients, _ = dep.start(dict.fromkeys(("org1", "org2", "org3")), rounds=2)
+        runs.append(agg.event("listening")["run"])
+        agg.expect_exit(0)
+        for proc in clients.values():
+            proc.expect_exit(0)
+            assert proc.event("uploaded", round=2)  # answered the final round of this run
+    assert runs[0] != runs[1]  # the first run was finished: a new one started
+    for run_id in runs:
+        rounds = closes(dep.ledger, run_id)
+        assert sorted(rounds) == [1, 2]
+        assert all(len(r["aggregated"]) == 3 for r in rounds.values())

@@ -21,8 +21,8 @@ from flwr.clientapp import ClientApp
 
 from fedchain.errors import FedchainError, LedgerUnavailable, RuleViolation
 from fedchain.flower.anchor import LedgerAnchor, anchored
+from fedchain.hashing import sha256_hex
 from fedchain.ledger import Entry, Ledger, Query, Record, parse_record
-from fedchain.ledger.canonical import sha256_hex
 from fedchain.runtime.arrays import arrays_sha256
 from fedchain.runtime.messages import (
     AGGREGATOR_NODE_ID,
@@ -85,8 +85,9 @@ class ClientRuntime:
         self._events = events or (lambda _name, _data: None)
         self._clock = clock
         self._runs: dict[str, _RunView] = {}
-        self._answered: set[str] = set()
-        self._pending: dict[str, tuple[str, int, bytes, str]] = {}  # task -> run, round, data, sha
+        # Task ids are unique within a run only (the ledger scopes them so): key by both.
+        self._answered: set[tuple[str, str]] = set()  # (run, task)
+        self._pending: dict[tuple[str, str], tuple[int, bytes, str]] = {}  # -> round, data, sha
         self._cursor = -1
         self.done = threading.Event()
 
@@ -95,7 +96,7 @@ class ClientRuntime:
         stop = stop or threading.Event()
         backlog = self._read(0.0)
         for entry in backlog:
-            self._learn(entry)
+            self._learn(entry, live=False)
         for entry in backlog:
             if entry.record.kind == "task":
                 self._maybe_handle(entry.record)
@@ -118,8 +119,12 @@ class ClientRuntime:
     def _follows(self, run: str | None) -> bool:
         return run is not None and (self.settings.run is None or run == self.settings.run)
 
-    def _learn(self, entry: Entry) -> None:
-        """Update what we know of runs, closed rounds and our own answers."""
+    def _learn(self, entry: Entry, live: bool = True) -> None:
+        """Update what we know of runs, closed rounds and our own answers.
+
+        Without ``--run`` a run that had already finished before we started (``live=False``)
+        is not the one to exit after: a ledger kept across runs holds many finished ones.
+        """
         record = entry.record
         if not self._follows(record.run):
             return
@@ -128,26 +133,27 @@ class ClientRuntime:
             rounds = record["config"].get("rounds")
             self._runs[run] = _RunView(int(rounds) if rounds else None, dict(record["config"]))
         elif (record.kind == "update" and record.org == self.org) or record.kind == "selection":
-            self._answered.add(str(record.task))  # answered, or too late: selection is made
+            self._answered.add((run, str(record.task)))  # answered, or too late: selected
         elif record.kind == "close" and run in self._runs:
             view = self._runs[run]
             view.closed.add(int(record["round"]))
             self._drop_round(run, int(record["round"]))
-            if self.settings.exit_when_done and view.rounds and max(view.closed) >= view.rounds:
+            finished = bool(view.rounds) and max(view.closed) >= (view.rounds or 0)
+            if self.settings.exit_when_done and finished and (live or self.settings.run):
                 self.done.set()
 
     def _act(self, record: Record) -> None:
         if record.kind == "task":
             self._maybe_handle(record)
         elif record.kind == "selection" and self.org in record["selected"]:
-            self._upload(str(record.task))
+            self._upload(str(record.run), str(record.task))
 
     def _maybe_handle(self, task: Record) -> None:
         view = self._runs.get(str(task.run))
         if (
             view is None
             or self.org not in {r["org"] for r in task["recipients"]}
-            or str(task.task) in self._answered
+            or (str(task.run), str(task.task)) in self._answered
             or int(task["round"]) in view.closed
             or task["deadline"] < self._clock() * 1000
         ):
@@ -180,7 +186,7 @@ class ClientRuntime:
             None,
         )
         if self._publish(record):
-            self._pending[task_id] = (run, rnd, data, digest)
+            self._pending[run, task_id] = (rnd, data, digest)
             self._events("announced", {"round": rnd, "task": task_id, "bytes": len(data)})
 
     def _fetch(self, task: Record) -> Message:
@@ -264,14 +270,14 @@ class ClientRuntime:
         except RuleViolation as exc:  # e.g. the round closed while we trained
             log.warning("ledger refused our update: %s", exc)
             return False
-        self._answered.add(str(record["task"]))
+        self._answered.add((str(record["run"]), str(record["task"])))
         return True
 
-    def _upload(self, task: str) -> None:
-        pending = self._pending.pop(task, None)
+    def _upload(self, run: str, task: str) -> None:
+        pending = self._pending.pop((run, task), None)
         if pending is None:
             return
-        _, rnd, data, digest = pending
+        rnd, data, digest = pending
         try:
             self.dataplane.upload(data, digest, task=task)
         except FedchainError as exc:
@@ -280,8 +286,8 @@ class ClientRuntime:
         self._events("uploaded", {"round": rnd, "task": task, "bytes": len(data)})
 
     def _drop_round(self, run: str, rnd: int) -> None:
-        for task in [t for t, p in self._pending.items() if p[0] == run and p[1] <= rnd]:
-            del self._pending[task]
+        for key in [k for k, p in self._pending.items() if k[0] == run and p[0] <= rnd]:
+            del self._pending[key]
 
     def history(self) -> list[Entry]:
         """Every entry of the followed run(s), for reports."""
