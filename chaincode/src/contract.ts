@@ -1,5 +1,6 @@
 /**
- * The "fedchain" contract: `metadataPublish` (submit) and `metadataGet` / `consortium` (evaluate).
+ * The "fedchain" contract: `metadataPublish` (submit) and `metadataGet` / `metadataHead` /
+ * `consortium` (evaluate).
  *
  * The writer is the caller's MSP id (`ctx.clientIdentity.getMSPID()`), which is the fedchain
  * organization id. Everything else is deterministic: the time is the transaction's timestamp,
@@ -44,6 +45,7 @@ export class FedchainContract extends Contract {
     for (const [idx, record] of records.entries()) {
       await admit(state, record, meta, idx);
     }
+    state.put('head', [], { ts: meta.ts, txId: meta.txId }); // a blind write: see state.ts
     await state.flush();
     const payload = `[${records.map((r) => r.canonical).join(',')}]`;
     ctx.stub.setEvent(EVENT_NAME, Buffer.from(payload, 'utf8'));
@@ -60,6 +62,17 @@ export class FedchainContract extends Contract {
   public async metadataGet(ctx: Context, queryJson: string): Promise<string> {
     const entries = await findEntries(new TxState(ctx.stub), parseQuery(queryJson));
     return canonicalJson(entries);
+  }
+
+  /**
+   * The newest committed publishing transaction as `{"ts": <tx time, Unix ms>, "txId": ...}`, or
+   * `null` before any (or when every record predates this function): one world-state read, so a
+   * client can catch up with the peer by waiting for that transaction's event alone.
+   */
+  @Transaction(false)
+  @Returns('string')
+  public async metadataHead(ctx: Context): Promise<string> {
+    return canonicalJson((await new TxState(ctx.stub).get('head', [])) ?? null);
   }
 
   /** The consortium entry `{record, sha256, org, txId, ts}`, or `null` before it is written. */

@@ -18,10 +18,17 @@
  *   close       [run, round]         a round's close record       written once by the aggregator
  *   progress    [run]                {last_closed, max_task_round, tasks}   aggregator only
  *   round~task  [run, round, task]   {seq, task}: tasks of a round in the order they were opened
+ *   head        []                   {ts, txId} of the newest publishing transaction
  *
  * Record keys hold an entry `{idx, org, record, sha256, ts, txId}` in canonical JSON. An
  * organization's transaction writes only its own keys and reads only write-once keys, so
  * transactions of different organizations in one round never conflict (no MVCC_READ_CONFLICT).
+ *
+ * `head` is the one key every publishing transaction writes, and it is written blind: no
+ * transaction that writes it ever reads it (only the read-only `metadataHead` does). A peer's
+ * MVCC check compares read sets only, so concurrent publishes in one block still all commit and
+ * the last valid one in block order leaves its id there. A counter of records would need a
+ * read-modify-write of one shared key, which is exactly the conflict point the layout avoids.
  */
 
 import type { ChaincodeStub } from 'fabric-shim-api';
@@ -38,7 +45,8 @@ export type KeyType =
   | 'selection'
   | 'close'
   | 'progress'
-  | 'round~task';
+  | 'round~task'
+  | 'head';
 
 /** A transaction's view of the world state: committed values overlaid with its own writes. */
 export class TxState {

@@ -1,7 +1,7 @@
 /**
  * The contract's transactions beyond the shared vectors: results and events, metadataGet
- * filters, refusal leaving no trace, concurrency (no hot keys across organizations),
- * determinism, strict argument decoding, and the transaction metadata the peer sees.
+ * filters, metadataHead, refusal leaving no trace, concurrency (no hot keys across
+ * organizations), determinism, strict argument decoding, and the transaction metadata the peer sees.
  */
 
 import assert from 'node:assert/strict';
@@ -15,6 +15,9 @@ import { parseJson } from '../src/json';
 import { parseRecord } from '../src/records';
 import { A, AGG, B, type Rec, batch, close, consortium, keys, run, selection, task, update } from './builders';
 import { FakeLedger, type FakeTx, createCompositeKey } from './fakes';
+
+/** The key every publish writes blind and metadataHead reads. */
+const HEAD = createCompositeKey('head', []);
 
 interface Logged {
   org: string;
@@ -161,6 +164,31 @@ describe('metadataGet', () => {
   });
 });
 
+describe('metadataHead', () => {
+  it('is null on an empty ledger, then names the newest publishing transaction, in one read', async () => {
+    const ledger = new FakeLedger();
+    const empty = await ledger.head();
+    assert.equal(empty.head, null);
+    assert.deepEqual([[...empty.tx.reads.keys()], empty.tx.scans, empty.tx.writes], [[HEAD], [], []]);
+    for (const [signer, records] of TWO_RUNS) {
+      const done = await ledger.submit(signer, batch(...records));
+      assert.equal(done.outcome, 'ok', String(done.result));
+      assert.ok(!done.tx.reads.has(HEAD), 'a publish must never read the head key (it would conflict)');
+      const { head, tx } = await ledger.head();
+      assert.deepEqual(head, { ts: done.tx.millis, txId: done.tx.txId });
+      assert.deepEqual([tx.reads.size, tx.scans.length, tx.writes.length], [1, 0, 0]);
+    }
+  });
+
+  it('a refused publish leaves the head where it was', async () => {
+    const { ledger } = await populated(TWO_RUNS.slice(0, 3));
+    const before = (await ledger.head()).head;
+    assert.equal((await ledger.submit(A, batch(update(A, 't1', 1)))).outcome, 'update.duplicate');
+    assert.deepEqual((await ledger.head()).head, before);
+    assert.notEqual(before, null);
+  });
+});
+
 describe('concurrency and determinism', () => {
   const opened: [string, Rec[]][] = [[AGG, [consortium(), run(), task('t1', 1)]]];
 
@@ -170,15 +198,19 @@ describe('concurrency and determinism', () => {
     for (const [signer, record] of [[A, keys(A, 't1', 1)], [B, keys(B, 't1', 1)], [A, update(A, 't1', 1)], [B, update(B, 't1', 1)]] as const) {
       const done = await ledger.simulate(signer, 'metadataPublish', batch(record));
       assert.equal(done.outcome, 'ok', String(done.result));
-      for (const [key] of done.tx.writes) {
+      // Every publish also writes the shared head key, but blind (never read): no conflict.
+      for (const [key] of done.tx.writes.filter(([k]) => k !== HEAD)) {
         assert.ok(key.endsWith(`\u0000${signer}\u0000`), `${signer} wrote a key that is not its own: ${JSON.stringify(key)}`);
       }
+      assert.ok(done.tx.writes.some(([k]) => k === HEAD) && !done.tx.reads.has(HEAD));
       txs.push(done.tx);
     }
     // The aggregator opening the next round at the same time, committed first, does not
     // invalidate them: they read no key that the aggregator's transactions update.
     txs.unshift((await ledger.simulate(AGG, 'metadataPublish', batch(task('t2', 2)))).tx);
     assert.deepEqual(ledger.world.commitBlock(txs), ['VALID', 'VALID', 'VALID', 'VALID', 'VALID']);
+    const last = txs[txs.length - 1];
+    assert.deepEqual((await ledger.head()).head, { ts: last?.millis, txId: last?.txId }, 'the last in block order');
   });
 
   it('an answer racing the close of its round is invalidated at commit', async () => {
@@ -212,6 +244,7 @@ describe('concurrency and determinism', () => {
     assert.deepEqual(JSON.parse(String(entry)), { idx: 2, ...log[2] });
     assert.deepEqual(JSON.parse(String(stored.get(createCompositeKey('progress', ['r1'])))), { last_closed: -1, max_task_round: 1, tasks: 1 });
     assert.deepEqual(JSON.parse(String(stored.get(createCompositeKey('round~task', ['r1', '1', 't1'])))), { seq: 0, task: 't1' });
+    assert.deepEqual(JSON.parse(String(stored.get(HEAD))), { ts: log[2]?.ts, txId: log[2]?.txId });
   });
 });
 
@@ -224,6 +257,7 @@ describe('transaction metadata', () => {
     assert.deepEqual(summary, {
       metadataPublish: ['SUBMIT', ['recordsJson:string']],
       metadataGet: ['EVALUATE', ['queryJson:string']],
+      metadataHead: ['EVALUATE', []],
       consortium: ['EVALUATE', []],
     });
     assert.equal(new FedchainContract().getName(), 'fedchain');

@@ -152,7 +152,7 @@ export class FakeLedger {
   constructor(private readonly startMillis = 1_790_000_000_000) {}
 
   /** Simulate (endorse) one transaction by `signer` without committing it. */
-  async simulate(signer: string, fn: 'metadataPublish' | 'metadataGet' | 'consortium', arg?: string | Uint8Array): Promise<Outcome> {
+  async simulate(signer: string, fn: 'metadataPublish' | 'metadataGet' | 'metadataHead' | 'consortium', arg?: string | Uint8Array): Promise<Outcome> {
     this.counter += 1;
     const txId = createHash('sha256').update(`tx-${this.counter}`).digest('hex');
     const bytes = typeof arg === 'string' ? Buffer.from(arg, 'utf8') : arg;
@@ -163,7 +163,7 @@ export class FakeLedger {
     ctx.clientIdentity = { getMSPID: () => signer } as unknown as ClientIdentity;
     const text = bytes === undefined ? '' : Buffer.from(bytes).toString('utf8');
     try {
-      const result = fn === 'consortium' ? await this.contract.consortium(ctx) : await this.contract[fn](ctx, text);
+      const result = fn === 'consortium' || fn === 'metadataHead' ? await this.contract[fn](ctx) : await this.contract[fn](ctx, text);
       return { outcome: 'ok', result, tx };
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
@@ -179,6 +179,13 @@ export class FakeLedger {
       if (validation !== 'VALID') throw new Error(`a lone transaction failed validation: ${String(validation)}`);
     }
     return done;
+  }
+
+  /** Evaluate metadataHead and parse its answer, with the transaction (to see what it read). */
+  async head(): Promise<{ head: unknown; tx: FakeTx }> {
+    const done = await this.simulate('org2', 'metadataHead');
+    if (done.outcome !== 'ok' || done.result === undefined) throw new Error(`metadataHead failed: ${String(done.result)}`);
+    return { head: JSON.parse(done.result), tx: done.tx };
   }
 
   /** Evaluate metadataGet and parse its answer. */

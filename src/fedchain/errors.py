@@ -14,7 +14,7 @@ library, with ``raise X(...) from exc``, so callers only ever catch fedchain typ
     ├── LedgerError                  anything the ledger refuses or cannot do
     │   ├── RecordError              a malformed, oversized or wrongly typed record
     │   ├── RuleViolation            a well-formed record that breaks a write rule (has .rule)
-    │   ├── LedgerUnavailable        the backend cannot be reached right now (retryable)
+    │   ├── LedgerUnavailable        the backend cannot be reached now (retryable; has .retried)
     │   ├── LedgerNotFound           no ledger at the configured location
     │   ├── LedgerCorrupted          audit found a bad entry (has .seq)
     │   └── GatewayError             a Fabric Gateway call failed (has .tx_id, .code, .details)
@@ -129,7 +129,15 @@ class RuleViolation(LedgerError):
 
 
 class LedgerUnavailable(LedgerError):
-    """The ledger backend cannot be reached right now; the operation may be retried."""
+    """The ledger backend cannot be reached right now; the operation may be retried.
+
+    ``retried`` is true when the backend has already retried with its own backoff (the Fabric
+    Gateway client) and gave up: callers should not multiply the attempts by retrying again.
+    """
+
+    def __init__(self, message: str, *, retried: bool = False) -> None:
+        super().__init__(message)
+        self.retried = retried
 
 
 class LedgerNotFound(LedgerError):

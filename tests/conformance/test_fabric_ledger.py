@@ -16,8 +16,10 @@ from fedchain.errors import LedgerError, LedgerUnavailable, RuleViolation
 from fedchain.ledger import Entry, Query, Record, parse_record
 from fedchain.ledger.chain import consortium_record
 from fedchain.ledger.fabric import FabricLedger, unpack_seq
+from fedchain.ledger.fabric.retry import Backoff
 from fedchain.ledger.factory import open_ledger
 from fedchain.pki import Consortium, load_identity
+from fedchain.runtime.retry import retry_unavailable
 from tests.conformance.ledger_suite import (
     LedgerConformance,
     OpenLedger,
@@ -110,6 +112,45 @@ def test_a_transaction_that_loses_an_mvcc_race_runs_again(
     assert sorted(order[1:]) == ["t2", "t3"]  # whichever won the race comes first
 
 
+def test_head_catches_up_with_every_org_from_one_head_read(
+    make_network: MakeNetwork, open_fabric: OpenFabric, genesis_record: Record
+) -> None:
+    network = make_network(batch_size=3)
+    agg = _started(open_fabric, genesis_record, network)
+    org2, org3 = open_fabric("org2", network=network), open_fabric("org3", network=network)
+    writes = [(agg, parse_record(task_record("t2", 1))), (org2, _update("org2")),
+              (org3, _update("org3"))]  # fmt: skip
+    network.ledger.batch_timeout = 10.0  # one block, cut when all three have arrived
+    with ThreadPoolExecutor(3) as pool:
+        written = [e for batch in pool.map(lambda w: w[0].metadata_publish(w[1]), writes)
+                   for e in batch]  # fmt: skip
+    assert len({unpack_seq(e.seq)[0] for e in written}) == 1  # one block ...
+    assert {s.code for s in network.ledger.statuses.values()} == {"VALID"}  # ... no conflict
+    newest = max(e.seq for e in written)
+    network.service.evaluated.clear()
+    assert [h.head() for h in (agg, org2, org3)] == [newest] * 3
+    # A handle whose event stream starts 0.3 s late still opens caught up: head() waits for it.
+    network.service.faults["ChaincodeEvents"] = 1
+    late = open_fabric("org2", network=network, backoff=Backoff(attempts=2, initial=0.3))
+    assert late.head() == newest
+    assert network.service.evaluated == ["metadataHead"] * 5  # never a metadataGet of everything
+    assert [e.seq for e in late.wait(-1, 0)] == [e.seq for e in agg.metadata_get()]
+
+
+def test_head_falls_back_to_every_record_on_a_channel_without_a_head(
+    fabric_network: StandInNetwork, open_fabric: OpenFabric, genesis_record: Record
+) -> None:
+    agg = _started(open_fabric, genesis_record)
+    # As a chaincode from before metadataHead leaves the world state: records, no head key.
+    fabric_network.state.apply({"\x00head\x00": None}, (0, 0))
+    fabric_network.service.evaluated.clear()
+    fabric_network.service.faults["ChaincodeEvents"] = 1  # its stream starts 0.3 s late
+    late = open_fabric("org2", backoff=Backoff(attempts=2, initial=0.3))
+    assert fabric_network.service.evaluated == ["metadataHead", "metadataGet"]
+    assert [e.seq for e in late.wait(-1, 0)] == [e.seq for e in agg.metadata_get()]
+    assert late.head() == agg.head() > 0
+
+
 def test_refusals_carry_the_chaincode_rule_and_message(
     open_fabric: OpenFabric, genesis_record: Record
 ) -> None:
@@ -148,6 +189,50 @@ def test_an_unreachable_gateway_is_unavailable(
     network.close()  # nothing listens there any more
     with pytest.raises(LedgerUnavailable):
         open_fabric("org1", network=network)
+
+
+QUICK = Backoff(attempts=3, initial=0.01, factor=2.0, maximum=0.02)
+
+
+def test_the_runtime_does_not_retry_what_the_gateway_client_already_retried(
+    fabric_network: StandInNetwork, open_fabric: OpenFabric, genesis_record: Record
+) -> None:
+    _started(open_fabric, genesis_record)
+    org2 = open_fabric("org2", backoff=QUICK)
+    service = fabric_network.service
+    for method, operation in [
+        ("Evaluate", org2.metadata_get),
+        ("Endorse", lambda: org2.metadata_publish(_update("org2"))),
+    ]:
+        service.calls.clear()
+        service.faults[method] = 100  # down for longer than anyone retries
+        runtime_slept: list[float] = []
+        with pytest.raises(LedgerUnavailable) as info:
+            retry_unavailable(operation, what=method, attempts=5, sleep=runtime_slept.append)
+        assert info.value.retried
+        requests = [m for m, _ in service.calls if m != "ChaincodeEvents"]
+        assert requests == [method] * QUICK.attempts  # one backoff's worth, not 5 × 3
+        assert runtime_slept == []
+        service.faults.clear()
+    (entry,) = org2.metadata_publish(_update("org2"))  # back up: the same handle works
+    assert entry.record.org == "org2"
+
+
+def test_a_gateway_gone_away_is_retried_by_the_backend_only(
+    make_network: MakeNetwork, open_fabric: OpenFabric, genesis_record: Record
+) -> None:
+    network = make_network()
+    backend_slept: list[float] = []
+    org1 = open_fabric("org1", network=network, backoff=QUICK, sleep=backend_slept.append)
+    org1.metadata_publish(genesis_record)
+    network.close()  # a real closed port from now on
+    backend_slept.clear()
+    runtime_slept: list[float] = []
+    with pytest.raises(LedgerUnavailable) as info:
+        retry_unavailable(org1.metadata_get, what="read", attempts=5, sleep=runtime_slept.append)
+    assert info.value.retried
+    assert backend_slept == list(QUICK.delays())  # one backoff: QUICK.attempts tries
+    assert runtime_slept == []
 
 
 def test_resumes_from_the_last_block_seen(

@@ -62,6 +62,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         self._lock = threading.Lock()
         #: (method, transaction id) of every call, in arrival order.
         self.calls: list[tuple[str, str]] = []
+        #: the chaincode function of every Evaluate that parsed, in arrival order.
+        self.evaluated: list[str] = []
         #: method -> how many of its next calls fail with UNAVAILABLE (fault injection).
         self.faults: dict[str, int] = {}
         #: the start block of every ChaincodeEvents stream.
@@ -101,7 +103,10 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
 
     def Evaluate(self, request: Any, context: Any) -> Any:
         self._arrive("Evaluate", request.transaction_id, context)
-        self._parse(request, context)
+        parsed = self._parse(request, context)
+        with self._lock:
+            args = parsed.spec.input.args
+            self.evaluated.append(bytes(args[0]).decode(errors="replace") if args else "")
         peer = self.peers[0]
         try:
             response = peer.process(request.proposed_transaction)

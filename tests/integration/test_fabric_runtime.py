@@ -4,7 +4,9 @@ configured by the fedchain.toml that ``fabric-network/network.sh`` writes, each 
 transactions with its own identity through its own organization's gateway. The channel is the
 stand-in network running the real chaincode process (no Fabric binaries here); the crypto
 material is made by ``network.sh crypto`` exactly as for a real network. Then ``fedchain audit
---config`` replays the channel, and a third party reads it back independently.
+--config`` replays the channel, and a third party reads it back independently. Last, an
+aggregator killed (``kill -9``) mid-run and started again with the same command resumes the run
+from the channel.
 """
 
 from __future__ import annotations
@@ -22,10 +24,19 @@ from typing import Any
 import pytest
 from tests.fabric_support.chaincode import ChaincodeProcess
 from tests.fabric_support.network import StandInNetwork
-from tests.integration.runtime_support import ROOT, WAIT, child_env
+from tests.integration.runtime_support import (
+    ROOT,
+    TINY_CLIENT,
+    TINY_SERVER,
+    WAIT,
+    Proc,
+    by_org,
+    child_env,
+    free_port,
+)
 
 from fedchain.config import load_settings
-from fedchain.ledger import Query
+from fedchain.ledger import Query, Record
 from fedchain.ledger.fabric import open_fabric_ledger
 from fedchain.ledger.replay import replay
 from fedchain.pki import load_consortium, load_identity
@@ -154,3 +165,74 @@ def test_demo_without_a_network_says_how_to_start_one(tmp_path: Path) -> None:
     assert result.stderr.strip().count("\n") == 0
     assert "network.sh up" in result.stderr
     assert not (tmp_path / "demo").exists()  # nothing was prepared for a run that cannot start
+
+
+# -- an aggregator killed mid-run resumes from the channel -----------------------------------
+
+
+def read_channel(tomls: Path, **query: Any) -> list[Record]:
+    """Records of the channel matching ``Query(**query)``, read as org2."""
+    settings = load_settings(tomls / "org2.toml", env={})
+    assert settings.ledger.fabric is not None
+    assert settings.organization is not None
+    assert settings.organization.identity is not None
+    identity = load_identity(settings.organization.identity)
+    with open_fabric_ledger(settings.ledger.fabric, identity) as ledger:
+        return [e.record for e in ledger.metadata_get(Query(**query))]
+
+
+def test_aggregator_killed_on_fabric_resumes_the_run_from_the_channel(
+    network: tuple[StandInNetwork, Path], demo: Summary, tmp_path: Path
+) -> None:
+    """The channel already holds the demo's finished run: the clients, started without
+    ``--run``, must not take it for theirs and exit at once."""
+    _, tomls = network
+    assert read_channel(tomls, kind="close", run=demo["run"])
+    address, procs = f"127.0.0.1:{free_port()}", []
+
+    def start(name: str, module: str, *args: str, stdin: bool = False, **env: str) -> Proc:
+        argv = [sys.executable, "-m", module, *args, "--json"]
+        procs.append(Proc(name, argv, tmp_path, child_env(**env), stdin))
+        return procs[-1]
+
+    def aggregator() -> Proc:  # the same command both times
+        return start(
+            "aggregator", "fedchain.cli.server", "--config", str(tomls / "aggregator.toml"),
+            "--models", str(tmp_path / "models"), "--address", address, "--rounds", "3",
+            "--deadline", "40", "--min-nodes", "3", "--app", TINY_SERVER,
+        )  # fmt: skip
+
+    def client(org: str, app: str, stdin: bool = False, **env: str) -> Proc:
+        return start(
+            org, "fedchain.cli.client", "--config", str(tomls / f"{org}.toml"), "--server",
+            address, "--exit-when-done", "--app", app, stdin=stdin, **env,
+        )  # fmt: skip
+
+    try:
+        agg = aggregator()
+        run = agg.event("listening")["run"]
+        clients = [client("org1", TINY_CLIENT), client("org2", TINY_CLIENT)]
+        gated = client("org3", "tests.apps.misbehaving:gated", stdin=True, TEST_GATE_ROUND="2")
+        gated.event("app", state="waiting", round=2)  # round 2 cannot close meanwhile
+        agg.kill()
+        gated.tell("go")  # answers the dead aggregator's task: never aggregated
+        again = aggregator()
+        assert again.event("listening")["run"] == run  # the unfinished run, found on the channel
+        again.expect_exit(0)
+        for proc in (*clients, gated):
+            proc.expect_exit(0)
+    finally:
+        for proc in procs:
+            proc.kill()
+
+    closes = {int(r["round"]): r for r in read_channel(tomls, kind="close", run=run)}
+    assert sorted(closes) == [1, 2, 3]  # each round closed exactly once (else keys would clash)
+    assert len(read_channel(tomls, kind="close", run=run)) == 3
+    train2 = [t for t in read_channel(tomls, kind="task", run=run, round=2) if t["type"] == "train"]
+    assert len(train2) == 2  # the killed aggregator's task, then the resumed one
+    assert [t["model_sha256"] for t in train2] == [closes[1]["model_sha256"]] * 2
+    resumed = {
+        u.org: u["update_sha256"] for u in read_channel(tomls, kind="update", task=train2[1].task)
+    }
+    assert sorted(resumed) == ORGS
+    assert by_org(closes[2]["aggregated"], "update_sha256") == resumed

@@ -26,6 +26,7 @@ from fedchain.errors import (
     PeerAuthError,
     TransportError,
 )
+from fedchain.hashing import sha256_hex
 from fedchain.pki import (
     AGGREGATOR_NAME,
     Consortium,
@@ -37,7 +38,7 @@ from fedchain.pki import (
     load_consortium,
     load_identity,
 )
-from fedchain.transport import DataPlaneClient, DataPlaneServer, sha256_hex
+from fedchain.transport import DataPlaneClient, DataPlaneServer
 from fedchain.transport.framing import (
     SERVICE,
     FetchRequest,

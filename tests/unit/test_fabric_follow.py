@@ -120,4 +120,5 @@ def test_retrying_retries_transient_errors_only() -> None:
     with pytest.raises(LedgerUnavailable) as info:
         retrying(lambda: (_ for _ in ()).throw(down), "evaluate", backoff, slept.append)
     assert info.value.__cause__ is down
+    assert info.value.retried  # the runtime must not retry it again
     assert slept == [1.0, 2.0, 1.0, 2.0]

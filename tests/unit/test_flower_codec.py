@@ -18,7 +18,7 @@ from flwr.app import (
 )
 
 from fedchain.errors import ProtocolError
-from fedchain.transport import sha256_hex
+from fedchain.hashing import sha256_hex
 from fedchain.transport.flower_codec import decode_message, encode_message
 
 ARRAYS: dict[str, np.ndarray[Any, Any]] = {

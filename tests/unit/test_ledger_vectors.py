@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from fedchain.errors import RecordError, RuleViolation
-from fedchain.ledger import LedgerState, canonical_json, parse_record, sha256_hex
+from fedchain.hashing import sha256_hex
+from fedchain.ledger import LedgerState, canonical_json, parse_record
 
 VECTORS = Path(__file__).parents[1] / "vectors" / "ledger"
 CANONICAL = json.loads((VECTORS / "canonical.json").read_text(encoding="utf-8"))

@@ -20,6 +20,7 @@ from fedchain.errors import (
     ProtocolError,
     TransportError,
 )
+from fedchain.hashing import sha256_hex
 from fedchain.transport.framing import (
     FetchRequest,
     PayloadBuffer,
@@ -29,7 +30,6 @@ from fedchain.transport.framing import (
     decode_header,
     encode_header,
     iter_chunks,
-    sha256_hex,
 )
 from fedchain.transport.registry import PayloadRegistry
 

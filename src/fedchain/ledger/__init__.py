@@ -5,7 +5,7 @@ secure-aggregation public keys); models move over the data plane. See ``docs/led
 """
 
 from fedchain.ledger.base import Entry, Ledger, Query, watch
-from fedchain.ledger.canonical import canonical_json, sha256_hex
+from fedchain.ledger.canonical import canonical_json
 from fedchain.ledger.memory import MemoryLedger, MemoryStore
 from fedchain.ledger.records import KINDS, MAX_RECORD_BYTES, Record, parse_record
 from fedchain.ledger.rules import LedgerState
@@ -22,6 +22,5 @@ __all__ = [
     "Record",
     "canonical_json",
     "parse_record",
-    "sha256_hex",
     "watch",
 ]

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from fedchain.errors import CertificateError, LedgerCorrupted, RuleViolation
+from fedchain.hashing import sha256_hex
 from fedchain.ledger import sqlite_store as store
 from fedchain.ledger.audit_check import Batch, Checked, Row, checked_stream
 from fedchain.ledger.audit_report import AuditReport, ModelCheck, RoundTable
@@ -150,7 +151,7 @@ class _ChainVerifier:
             raise LedgerCorrupted(seq, f"signer claims {signer} but its certificate is {org}'s")
         canonical = row[2][RECORD_AT:end]  # validated by check_rows; parsed again here
         data = _DECODER.decode(canonical.decode()) if exact else loads(canonical)
-        record = Record(data, canonical, hashlib.sha256(canonical).hexdigest())
+        record = Record(data, canonical, sha256_hex(canonical))
         if record.org != org:
             raise LedgerCorrupted(seq, f"a record of {record.org} signed by {org}")
         try:

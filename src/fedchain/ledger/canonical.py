@@ -16,7 +16,6 @@ so the TypeScript chaincode produces identical bytes with nothing more than sort
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -25,7 +24,7 @@ from typing import Any
 
 from fedchain.errors import RecordError
 
-__all__ = ["MAX_SAFE_INT", "canonical_json", "es_number", "loads", "sha256_hex"]
+__all__ = ["MAX_SAFE_INT", "canonical_json", "es_number", "loads"]
 
 MAX_SAFE_INT = 2**53 - 1
 _MAX_DEPTH = 16
@@ -42,11 +41,6 @@ def canonical_json(value: Any) -> bytes:
         return "".join(parts).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise RecordError("string contains a lone surrogate; not valid UTF-8") from exc
-
-
-def sha256_hex(data: bytes) -> str:
-    """Lowercase hex SHA-256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
 
 
 def _encode(value: Any, out: list[str], depth: int) -> None:

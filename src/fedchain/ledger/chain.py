@@ -16,7 +16,6 @@ reordered entry breaks the chain at the first place it touches.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fedchain.errors import CertificateError, RecordError
+from fedchain.hashing import sha256_hex
 from fedchain.ledger.canonical import MAX_SAFE_INT, canonical_json, loads
 from fedchain.ledger.records import MAX_RECORD_BYTES, Record, parse_record, validate_record
 from fedchain.pki import Consortium, fingerprint
@@ -109,7 +109,7 @@ def decode_body(body: bytes) -> Body:
     """
     seq, prev, ts, org, cert_sha, data, end, _ = decode_parts(body)
     canonical = body[RECORD_AT:end]
-    record = Record(data=data, canonical=canonical, hash=hashlib.sha256(canonical).hexdigest())
+    record = Record(data=data, canonical=canonical, hash=sha256_hex(canonical))
     return Body(seq=seq, prev=prev, record=record, ts=ts, org=org, cert_sha256=cert_sha)
 
 

@@ -6,8 +6,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from fedchain.hashing import sha256_hex
 from fedchain.ledger.base import Entry, Query, as_records
-from fedchain.ledger.canonical import sha256_hex
 from fedchain.ledger.records import Record
 from fedchain.ledger.rules import LedgerState
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from fedchain.errors import RecordError
-from fedchain.ledger.canonical import canonical_json, loads, sha256_hex
+from fedchain.hashing import sha256_hex
+from fedchain.ledger.canonical import canonical_json, loads
 
 __all__ = [
     "KINDS",

@@ -11,7 +11,6 @@ signs ledger transactions as a client.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fedchain.errors import PKIError
+from fedchain.hashing import sha256_hex
 from fedchain.pki import signing
 
 __all__ = [
@@ -65,7 +65,7 @@ def _require_aware(now: datetime) -> None:
 
 def fingerprint(cert: x509.Certificate) -> str:
     """Lowercase hex SHA-256 of the certificate's DER encoding."""
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+    return sha256_hex(cert.public_bytes(serialization.Encoding.DER))
 
 
 def subject_attr(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> list[str]:

@@ -20,6 +20,7 @@ import numpy.lib.format as npy
 from flwr.app import Array, ArrayRecord
 
 from fedchain.errors import RecordError, UpdateRejected
+from fedchain.hashing import sha256_hex
 from fedchain.ledger.canonical import canonical_json, loads
 
 __all__ = [
@@ -127,7 +128,7 @@ def decode_arrays(data: bytes) -> ArrayRecord:
 def save_model(models_dir: Path, record: ArrayRecord) -> str:
     """Store a model as ``<models_dir>/<sha256>.bin`` (atomically) and return its hash."""
     data = encode_arrays(record)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256_hex(data)
     models_dir.mkdir(parents=True, exist_ok=True)
     target = models_dir / f"{digest}.bin"
     if not target.exists():
@@ -144,7 +145,7 @@ def load_model(models_dir: Path, digest: str) -> ArrayRecord:
         data = path.read_bytes()
     except OSError as exc:
         raise RecordError(f"model {digest[:12]} is not in {models_dir}") from exc
-    if hashlib.sha256(data).hexdigest() != digest:
+    if sha256_hex(data) != digest:
         raise RecordError(f"{path} does not match its hash")
     return decode_arrays(data)
 

@@ -31,8 +31,8 @@ from fedchain.errors import (
     TransportError,
     UpdateRejected,
 )
+from fedchain.hashing import sha256_hex
 from fedchain.ledger import Ledger, Query, parse_record
-from fedchain.ledger.canonical import sha256_hex
 from fedchain.runtime.arrays import arrays_sha256, validate_reply_arrays
 from fedchain.runtime.messages import (
     AGGREGATOR_NODE_ID,

@@ -10,14 +10,13 @@ the other side.
 from __future__ import annotations
 
 import hashlib
-import math
-import re
 from typing import cast
 
-from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Message, RecordDict
 from flwr.app import Metadata as FlowerMetadata
 from flwr.supercore.task_identity import TaskIdentity
 
+from fedchain.runtime.rounds import finite_metrics
 from fedchain.transport.flower_codec import decode_message, encode_message
 
 __all__ = [
@@ -34,8 +33,6 @@ __all__ = [
 ]
 
 AGGREGATOR_NODE_ID = 1
-_MAX_METRICS = 64
-_METRIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 
 def bind_task_identity(run_id: int, node_id: int) -> None:
@@ -118,18 +115,4 @@ def num_examples(content: RecordDict) -> int:
 
 def small_metrics(content: RecordDict) -> dict[str, float]:
     """Scalar, finite metrics of a reply, at most 64, for the ``update`` record."""
-    found: dict[str, float] = {}
-    for record in content.metric_records.values():
-        found.update(_scalars(record))
-    return dict(sorted(found.items())[:_MAX_METRICS])
-
-
-def _scalars(record: MetricRecord) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in record.items():
-        name = key.replace(" ", "_")[:64]
-        if not _METRIC_NAME.fullmatch(name):
-            continue
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            out[name] = value
-    return out
+    return finite_metrics(*content.metric_records.values())

@@ -27,14 +27,15 @@ def retry_unavailable(
     """Run ``operation``; on ``LedgerUnavailable`` wait (exponential backoff) and try again.
 
     Only unavailability is retried: a refused write (``RuleViolation``) is an answer, not an
-    outage. After ``attempts`` failures the last ``LedgerUnavailable`` propagates.
+    outage. After ``attempts`` failures the last ``LedgerUnavailable`` propagates, and so does
+    one the backend marks ``retried`` at once (it has exhausted its own backoff already).
     """
     delay = first_delay
     for attempt in range(1, attempts + 1):
         try:
             return operation()
         except LedgerUnavailable as exc:
-            if attempt == attempts:
+            if exc.retried or attempt == attempts:
                 raise
             log.warning(
                 "ledger unavailable while trying to %s (%s); retry %d/%d in %.1fs",

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RoundLog", "TaskInfo"]
+__all__ = ["MAX_METRICS", "RoundLog", "TaskInfo", "finite_metrics"]
+
+#: At most this many metrics go in a ledger record (the ledger's own limit).
+MAX_METRICS = 64
+_METRIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")  # the ledger's metric names
 
 
 @dataclass
@@ -60,13 +66,23 @@ class RoundLog:
             ],
             "dropouts": [{"org": o, "stage": s} for o, s in sorted(dropouts.items())],
             "rejected": [{"org": o, "reason": r[:1000]} for o, r in sorted(self.rejected.items())],
-            "metrics": _finite(metrics or {}),
+            "metrics": finite_metrics(metrics or {}),
         }
 
 
-def _finite(metrics: dict[str, Any]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in sorted(metrics.items())[:64]:
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            out[str(key)] = value
-    return out
+def finite_metrics(*sources: Mapping[str, Any]) -> dict[str, float]:
+    """The metrics a ledger record may carry: finite numbers under ledger metric names.
+
+    Metrics are informative, so what the ledger would refuse is left out rather than failing
+    the record: spaces in names become ``_``, names are cut to 64 characters and dropped if still
+    not valid; values that are not finite ints or floats are dropped. A later source overrides
+    an earlier one; the first :data:`MAX_METRICS` names in sorted order are kept.
+    """
+    found: dict[str, float] = {}
+    for source in sources:
+        for key, value in source.items():
+            name = str(key).replace(" ", "_")[:64]
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if number and math.isfinite(value) and _METRIC_NAME.fullmatch(name):
+                found[name] = value
+    return dict(sorted(found.items())[:MAX_METRICS])

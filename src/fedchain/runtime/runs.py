@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedchain.ledger import Ledger, Query, canonical_json, sha256_hex
+from fedchain.hashing import sha256_hex
+from fedchain.ledger import Ledger, Query, canonical_json
 
 __all__ = ["ResumePoint", "app_sha256", "resume_point", "run_record", "strategy_sha256"]
 

@@ -8,7 +8,7 @@ transport does not pull in ``flwr``).
 """
 
 from fedchain.transport.client import DEFAULT_TIMEOUT, DataPlaneClient
-from fedchain.transport.framing import CHUNK_SIZE, SERVICE, sha256_hex
+from fedchain.transport.framing import CHUNK_SIZE, SERVICE
 from fedchain.transport.server import DataPlaneServer
 
 __all__ = [
@@ -17,5 +17,4 @@ __all__ = [
     "SERVICE",
     "DataPlaneClient",
     "DataPlaneServer",
-    "sha256_hex",
 ]

@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 
 from fedchain.errors import FedchainError, PayloadError, PayloadTooLarge, TransportError
+from fedchain.hashing import sha256_hex
 from fedchain.pki import Consortium, Identity
 from fedchain.transport import tls
 from fedchain.transport.framing import (
@@ -34,7 +35,6 @@ from fedchain.transport.framing import (
     chunk_bytes,
     decode_header,
     iter_chunks,
-    sha256_hex,
 )
 from fedchain.transport.presence import AttachLoop
 from fedchain.transport.status import error_from_rpc

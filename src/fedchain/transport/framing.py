@@ -38,7 +38,6 @@ __all__ = [
     "decode_header",
     "encode_header",
     "iter_chunks",
-    "sha256_hex",
 ]
 
 #: Bytes per streamed chunk. gRPC's per-message limits are derived from it.
@@ -51,7 +50,6 @@ SERVICE = "fedchain.DataPlane"
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _MAX_TEXT = 1024
-_HASH_STEP = 16 << 20
 
 
 def check_sha256(value: str) -> str:
@@ -70,15 +68,6 @@ def as_byte_view(data: bytes | bytearray | memoryview) -> memoryview:
     except TypeError as exc:
         raise PayloadError(f"payload must be a contiguous buffer: {exc}") from exc
     return view.toreadonly()
-
-
-def sha256_hex(data: bytes | bytearray | memoryview) -> str:
-    """Lowercase hex SHA-256 of ``data``, hashed in slices (no copy)."""
-    view = as_byte_view(data)
-    digest = hashlib.sha256()
-    for start in range(0, len(view), _HASH_STEP):
-        digest.update(view[start : start + _HASH_STEP])
-    return digest.hexdigest()
 
 
 def chunk_bytes(chunk: bytes | memoryview) -> bytes:

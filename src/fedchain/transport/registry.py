@@ -28,7 +28,8 @@ from fedchain.errors import (
     PeerAuthError,
     TransportError,
 )
-from fedchain.transport.framing import PayloadBuffer, as_byte_view, check_sha256, sha256_hex
+from fedchain.hashing import sha256_hex
+from fedchain.transport.framing import PayloadBuffer, as_byte_view, check_sha256
 
 __all__ = ["PayloadRegistry", "UploadSink"]
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from fedchain.errors import RecordError, RuleViolation
-from fedchain.ledger.canonical import canonical_json, sha256_hex
+from fedchain.hashing import sha256_hex
+from fedchain.ledger.canonical import canonical_json
 from fedchain.ledger.records import parse_record
 from fedchain.ledger.rules import LedgerState
 

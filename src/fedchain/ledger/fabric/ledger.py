@@ -5,7 +5,8 @@
   race; a refusal surfaces as the chaincode's :class:`~fedchain.errors.RuleViolation`.
 - ``metadata_get`` evaluates ``metadataGet`` (the peer's world state is the authority) and
   places each entry in ledger order with the chaincode events (see :mod:`.follow`).
-- ``wait``/``head`` follow the ``fedchain.records`` events from a background stream.
+- ``wait``/``head`` follow the ``fedchain.records`` events from a background stream;
+  ``head`` first evaluates ``metadataHead`` (the newest committed transaction, one key read).
 
 ``Entry.seq`` packs (block, transaction position, record index) (:func:`.follow.pack_seq`);
 ``Entry.hash`` is ``"<tx id>:<record index>"``; ``Entry.ts`` is the transaction's timestamp
@@ -127,8 +128,14 @@ class FabricLedger:
         return [e for e in self._entries(txs) if e.seq > after]
 
     def head(self) -> int:
-        """The newest position, after catching up with every transaction the peer has."""
-        self._sync({item["txId"] for item in self._query(Query())})
+        """The newest position, after catching up with every transaction the peer has.
+
+        The stream delivers transactions in ledger order, so once it has delivered the newest
+        one ``metadataHead`` names, it has delivered every earlier one. A channel without a head
+        (empty, or written only by a chaincode that predates it) falls back to every record.
+        """
+        newest = self._newest_tx()
+        self._sync([newest] if newest else {item["txId"] for item in self._query(Query())})
         with self._cond:
             return self._index.head
 
@@ -166,8 +173,8 @@ class FabricLedger:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _evaluate(self, function: str, argument: str) -> Any:
-        proposal = self._contract.new_proposal(function, [argument])
+    def _evaluate(self, function: str, *arguments: str) -> Any:
+        proposal = self._contract.new_proposal(function, arguments)
         try:
             result = retrying(proposal.evaluate, function, self._backoff, self._sleep)
         except GatewayError as exc:
@@ -185,6 +192,17 @@ class FabricLedger:
         for item in found:
             self._ts.setdefault(item["txId"], item["ts"])
         return found
+
+    def _newest_tx(self) -> str | None:
+        """The id of the newest committed publishing transaction, or None before any."""
+        head = self._evaluate("metadataHead")
+        if head is None:
+            return None
+        if not (isinstance(head, dict) and isinstance(head.get("txId"), str)
+                and isinstance(head.get("ts"), int)):  # fmt: skip
+            raise LedgerError("metadataHead returned something other than {ts, txId} or null")
+        self._ts.setdefault(head["txId"], head["ts"])
+        return str(head["txId"])
 
     def _sync(self, tx_ids: Sequence[str] | set[str]) -> list[IndexedTx]:
         """The indexed transactions ``tx_ids``, waiting for the event stream to deliver them."""

@@ -15,7 +15,6 @@ Randomness and time are parameters (``nonce``, ``now``), so every byte is reprod
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -34,6 +33,7 @@ from fabric_protos.peer import (
 from google.protobuf import timestamp_pb2
 
 from fedchain.errors import GatewayError
+from fedchain.hashing import sha256_hex
 
 __all__ = [
     "NONCE_BYTES",
@@ -51,7 +51,7 @@ NONCE_BYTES: Final = 24
 
 def transaction_id(nonce: bytes, creator: bytes) -> str:
     """Fabric's transaction id: lowercase hex SHA-256 of ``nonce || creator``."""
-    return hashlib.sha256(nonce + creator).hexdigest()
+    return sha256_hex(nonce + creator)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 - ``UNAVAILABLE`` and ``DEADLINE_EXCEEDED`` are transient: the same step is retried with
   exponential backoff (same transaction id, so a retried submit cannot commit twice), and
-  when the attempts run out the caller gets :class:`~fedchain.errors.LedgerUnavailable`.
+  when the attempts run out the caller gets :class:`~fedchain.errors.LedgerUnavailable` with
+  ``retried=True``, so the runtime does not retry the whole operation once more on top.
 - A chaincode refusal arrives as ``"<rule id>: <message>"`` inside the peers' error details
   (``chaincode response 500, update.duplicate: ...``); it becomes a
   :class:`~fedchain.errors.RuleViolation` (or a ``RecordError`` for ``record.invalid``).
@@ -58,7 +59,10 @@ def retrying(
                 raise
             delay = next(delays, None)
             if delay is None:
-                raise LedgerUnavailable(f"{what}: Fabric gateway unavailable: {exc}") from exc
+                raise LedgerUnavailable(
+                    f"{what}: Fabric gateway unavailable after {backoff.attempts} attempts: {exc}",
+                    retried=True,
+                ) from exc
             sleep(delay)
 
 

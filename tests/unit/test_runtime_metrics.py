@@ -1,0 +1,40 @@
+"""The one metric filter used by update records (client side) and close records (aggregator)."""
+
+from __future__ import annotations
+
+import math
+
+from flwr.app import MetricRecord, RecordDict
+
+from fedchain.ledger import parse_record
+from fedchain.runtime.messages import small_metrics
+from fedchain.runtime.rounds import MAX_METRICS, RoundLog, finite_metrics
+
+
+def test_only_finite_numbers_under_ledger_names_are_kept() -> None:
+    metrics = {
+        "loss": 0.5, "num-examples": 10, "train loss": 1.5, "x" * 70: 2.0,
+        "nan": math.nan, "inf": -math.inf, "flag": True, "text": "hi", "é": 1.0, " x": 3.0,
+    }  # fmt: skip
+    assert finite_metrics(metrics) == {
+        "loss": 0.5, "num-examples": 10, "train_loss": 1.5, "x" * 64: 2.0,
+    }  # fmt: skip
+
+
+def test_later_sources_override_and_at_most_the_first_names_are_kept() -> None:
+    many = {f"m{i:03d}": float(i) for i in range(MAX_METRICS + 10)}
+    kept = finite_metrics({"m000": math.nan, "a": 1.0}, many, {"a": 2.0, "m001": math.inf})
+    assert len(kept) == MAX_METRICS
+    assert list(kept) == sorted(kept)
+    assert kept["a"] == 2.0  # the later finite value wins
+    assert (kept["m000"], kept["m001"]) == (0.0, 1.0)  # a non-finite one never overrides
+
+
+def test_reply_metrics_and_close_metrics_filter_alike() -> None:
+    content = RecordDict({"metrics": MetricRecord({"train loss": 0.25, "acc": 0.9})})
+    assert small_metrics(content) == {"acc": 0.9, "train_loss": 0.25}
+    close = RoundLog(round=1).close_record(
+        "org1", "run1", None, {"train loss": 0.25, "acc": 0.9, "bad": math.nan}
+    )
+    assert close["metrics"] == small_metrics(content)
+    assert parse_record(close).kind == "close"  # the ledger accepts what the filter keeps
