@@ -311,3 +311,26 @@ def test_the_factory_passes_the_configured_resume_file(
         agg.close()
     assert state.is_file()
     assert len(state.read_text().splitlines()) >= 2  # a header and the blocks seen
+
+
+def test_a_committed_write_the_event_stream_withholds_is_never_published_again(
+    fabric_network: StandInNetwork, open_fabric: OpenFabric, genesis_record: Record
+) -> None:
+    """The transaction committed, but this handle cannot place it in ledger order yet: the
+    error says so and is marked retried, so the runtime does not publish a duplicate."""
+    _started(open_fabric, genesis_record)
+    service = fabric_network.service
+    org2 = open_fabric("org2", backoff=QUICK, sync_timeout=0.3)
+    fabric_network.ledger.hold_delivery()  # blocks are cut and committed, but not streamed
+    service.calls.clear()
+    runtime_slept: list[float] = []
+    with pytest.raises(LedgerUnavailable, match="is committed") as info:
+        retry_unavailable(
+            lambda: org2.metadata_publish(_update("org2")), what="publish", attempts=5,
+            sleep=runtime_slept.append,
+        )  # fmt: skip
+    assert info.value.retried
+    assert runtime_slept == []
+    assert [m for m, _ in service.calls].count("Submit") == 1  # one transaction, not five
+    fabric_network.ledger.release_delivery()
+    assert [e.record.org for e in org2.metadata_get(Query(kind="update"))] == ["org2"]

@@ -68,6 +68,7 @@ class Ledger:
         self._pending: list[Any] = []
         self._first_at = 0.0
         self._closed = False
+        self._visible: int | None = None  # while delivery is held: blocks streams may see
         self._cutter = threading.Thread(target=self._cut_loop, name="orderer", daemon=True)
         self._cutter.start()
 
@@ -179,9 +180,22 @@ class Ledger:
     def wait_blocks(self, start: int, cancelled: Callable[[], bool]) -> list[Block]:
         """Blocks from ``start`` on, waiting for the first one; [] when cancelled or closed."""
         with self.changed:
-            while len(self.blocks) <= start and not cancelled() and not self._closed:
+            while self._deliverable() <= start and not cancelled() and not self._closed:
                 self.changed.wait()
-            return self.blocks[start:]
+            return self.blocks[start : self._deliverable()]
+
+    def _deliverable(self) -> int:
+        return len(self.blocks) if self._visible is None else self._visible
+
+    def hold_delivery(self) -> None:
+        """Event streams deliver no block cut from now on (commits go on): a lagging peer."""
+        with self.changed:
+            self._visible = len(self.blocks)
+
+    def release_delivery(self) -> None:
+        with self.changed:
+            self._visible = None
+            self.changed.notify_all()
 
     def wake(self) -> None:
         with self.changed:

@@ -100,12 +100,17 @@ class FabricLedger:
             if result is not None:
                 break
         else:
-            raise LedgerUnavailable("metadataPublish kept losing MVCC races; try again")
+            raise LedgerUnavailable(
+                "metadataPublish kept losing MVCC races; try again", retried=True
+            )
         answer = loads(result)
         if not isinstance(answer, dict) or answer.get("txId") != tx_id:
             raise LedgerError(f"metadataPublish of {tx_id} returned an unexpected result")
         self._ts[tx_id] = int(answer.get("ts") or 0)
-        (tx,) = self._sync([tx_id])
+        try:
+            (tx,) = self._sync([tx_id])
+        except LedgerUnavailable as exc:  # committed: publishing again would be a duplicate
+            raise LedgerUnavailable(f"{tx_id} is committed, but {exc}", retried=True) from exc
         return self._entries([tx])
 
     def metadata_get(self, query: Query | None = None) -> list[Entry]:
