@@ -158,6 +158,24 @@ def test_audit_config_replays_the_fabric_channel(
     assert [r["model_sha256"] for r in ours] == [r["model_sha256"] for r in demo["rounds"]]
 
 
+def test_ledger_show_config_lists_the_channel_records(
+    network: tuple[StandInNetwork, Path], demo: Summary
+) -> None:
+    _, tomls = network
+    shown = fedchain("ledger", "show", "--config", tomls / "org3.toml", "--run", demo["run"],
+                     "--kind", "close", "--json")  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    closes = json.loads(shown.stdout)
+    assert [c["record"]["round"] for c in closes] == list(range(1, ROUNDS + 1))
+    assert {c["signer"] for c in closes} == {"org1"}  # the aggregator's organization closes
+    assert [c["record"]["model_sha256"] for c in closes] == [
+        r["model_sha256"] for r in demo["rounds"]
+    ]
+    table = fedchain("ledger", "show", "--config", tomls / "org3.toml", "--run", demo["run"])
+    assert table.returncode == 0, table.stderr
+    assert "Fabric channel 'fedchain'" in table.stdout
+
+
 def test_demo_without_a_network_says_how_to_start_one(tmp_path: Path) -> None:
     result = fedchain("demo", "--ledger", "fabric", "--network", tmp_path / "none",
                       "--workdir", tmp_path / "demo")  # fmt: skip

@@ -11,14 +11,14 @@ import typer
 from rich.table import Table
 
 from fedchain.cli._common import console, fail, run_cli
+from fedchain.cli.ledger_access import open_for_reading
 from fedchain.cli.options import load
 from fedchain.config import Settings
-from fedchain.errors import ConfigError, LedgerCorrupted
+from fedchain.errors import LedgerCorrupted
 from fedchain.ledger.audit import MODEL_SUFFIX, audit
 from fedchain.ledger.audit_report import AuditReport, RoundSummary
-from fedchain.ledger.factory import open_ledger
 from fedchain.ledger.replay import replay
-from fedchain.pki import load_consortium, load_identity
+from fedchain.pki import load_consortium
 
 __all__ = ["audit_command"]
 
@@ -73,13 +73,7 @@ def audit_command(
 def _replay_backend(settings: Settings, pki: Path | None, as_json: bool) -> None:
     """A ledger that is not a local file (Fabric): replay every record through the write
     rules, reading it as this organization (Fabric itself protects blocks and endorsements)."""
-    org = settings.organization
-    if org is None or org.identity is None:
-        raise ConfigError(
-            f"auditing a {settings.ledger.backend} ledger needs [organization] identity"
-        )
-    consortium = load_consortium(pki or org.pki or Path("fedchain-pki"))
-    handle = open_ledger(settings.ledger, load_identity(org.identity), consortium)
+    handle = open_for_reading(settings, pki)
     try:
         entries = handle.metadata_get()
     finally:

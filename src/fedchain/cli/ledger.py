@@ -11,6 +11,8 @@ import typer
 from rich.table import Table
 
 from fedchain.cli._common import console, password_from_env, run_cli
+from fedchain.cli.ledger_access import open_for_reading
+from fedchain.cli.options import load
 from fedchain.ledger.base import Entry, Query
 from fedchain.ledger.embedded import EmbeddedLedger
 from fedchain.ledger.records import Record
@@ -18,7 +20,11 @@ from fedchain.pki import AGGREGATOR_NAME, identity_dir, load_consortium, load_id
 
 __all__ = ["app"]
 
-app = typer.Typer(name="ledger", help="The embedded ledger file.", no_args_is_help=True)
+app = typer.Typer(
+    name="ledger",
+    help="Create an embedded ledger; list any ledger's records.",
+    no_args_is_help=True,
+)
 
 LedgerPath = Annotated[Path, typer.Option("--ledger", help="The embedded ledger file.")]
 
@@ -52,19 +58,36 @@ def init_command(
 @app.command("show")
 @run_cli
 def show_command(
-    ledger: LedgerPath,
+    ledger: Annotated[
+        Path | None, typer.Option("--ledger", help="The embedded ledger file.")
+    ] = None,
     run: Annotated[str | None, typer.Option(help="Only records of this run.")] = None,
     kind: Annotated[str | None, typer.Option(help="Only records of this kind.")] = None,
     org: Annotated[str | None, typer.Option(help="Only records written by this org.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="fedchain.toml naming the ledger (e.g. a Fabric channel)."),
+    ] = None,
 ) -> None:
     """List the ledger's records in order (read-only; use 'fedchain audit' to verify them)."""
-    with EmbeddedLedger.open(ledger) as handle:
-        entries = handle.metadata_get(Query(run=run, kind=kind, org=org))
+    query = Query(run=run, kind=kind, org=org)
+    if ledger is not None:
+        with EmbeddedLedger.open(ledger) as handle:
+            entries = handle.metadata_get(query)
+        title = str(ledger)
+    else:
+        settings = load(config)
+        reader = open_for_reading(settings)
+        try:
+            entries = reader.metadata_get(query)
+        finally:
+            reader.close()
+        title = settings.ledger.describe()
     if as_json:
         typer.echo(json.dumps([_as_json(e) for e in entries], indent=2, sort_keys=True))
         return
-    table = Table("seq", "time (UTC)", "kind", "org", "run", "round", "what", title=str(ledger))
+    table = Table("seq", "time (UTC)", "kind", "org", "run", "round", "what", title=title)
     for entry in entries:
         record = entry.record
         table.add_row(
