@@ -4,57 +4,44 @@
 payloads on the data plane, waits on the ledger (``Ledger.wait``, no polling of its own) until
 the recipients announced their replies or the deadline passes, applies the selection policy to
 the announced metadata, records the selection, and receives only the selected replies, each
-checked against its ledger hash and validated before the strategy sees it. Any Flower strategy
-or workflow that talks to a ``Grid`` runs on it unchanged.
+checked against its ledger hash and validated before the strategy sees it (that receive path is
+:mod:`fedchain.runtime.receive`). Any Flower strategy or workflow that talks to a ``Grid`` runs
+on it unchanged.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flwr.app import ArrayRecord, Error, Message, RecordDict
+from flwr.app import ArrayRecord, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
-from fedchain.errors import (
-    FedchainError,
-    HashMismatch,
-    PayloadTooLarge,
-    TransportError,
-    UpdateRejected,
-)
 from fedchain.hashing import sha256_hex
 from fedchain.ledger import Ledger, Query, parse_record
-from fedchain.runtime.arrays import arrays_sha256, validate_reply_arrays
+from fedchain.runtime.arrays import arrays_sha256
 from fedchain.runtime.messages import (
     AGGREGATOR_NODE_ID,
     bind_task_identity,
-    decode_payload,
     encode_payload,
     message_id,
     run_number,
     single_arrays,
-    with_metadata,
 )
 from fedchain.runtime.nodes import NodeMap
+from fedchain.runtime.receive import Events, Receiver, Sent
 from fedchain.runtime.retry import retry_unavailable
 from fedchain.runtime.rounds import RoundLog, TaskInfo
 from fedchain.runtime.runs import ResumePoint, resume_point, run_record
-from fedchain.runtime.selection import Announcement, SelectionPolicy, take_all
+from fedchain.runtime.selection import SelectionPolicy, take_all
 from fedchain.transport import DataPlaneServer
 
 __all__ = ["GridSettings", "LedgerGrid"]
-
-log = logging.getLogger(__name__)
-Events = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass
@@ -70,14 +57,6 @@ class GridSettings:
     models_dir: Path | None = None
     app_sha256: str = "0" * 64
     config: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class _Sent:
-    task: str
-    org: str
-    message: Message
-    arrays: ArrayRecord | None
 
 
 class LedgerGrid(Grid):
@@ -102,10 +81,17 @@ class LedgerGrid(Grid):
         self._clock = clock
         self._run = Run.create_empty(run_number(settings.run))
         bind_task_identity(self._run.run_id, AGGREGATOR_NODE_ID)
-        self._cursor = ledger.head()
-        self._sent: dict[str, _Sent] = {}
-        self._tasks: dict[str, TaskInfo] = {}
-        self._replies: dict[str, Message] = {}
+        self._receiver = Receiver(
+            ledger,
+            dataplane,
+            self.nodes,
+            settings,
+            present=self._present,
+            events=self._events,
+            publish=self._publish,
+            round_log=self.round_log,
+            run_id=lambda: self._run.run_id,
+        )
         self._rounds: dict[int, RoundLog] = {}
         self._counter: itertools.count[int] | None = None
         self.round_offset = 0
@@ -139,23 +125,13 @@ class LedgerGrid(Grid):
         return self._push(list(messages), self.settings.deadline_s)
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        ids = list(message_ids)
-        self._read_ledger(0.0)
-        for task in {self._sent[i].task for i in ids if i in self._sent}:
-            info = self._tasks[task]
-            if info.selected is None and (info.complete(None) or time.monotonic() >= info.deadline):
-                self._select_and_receive(info)
-        return [self._replies.pop(i) for i in ids if i in self._replies]
+        return self._receiver.pull(list(message_ids))
 
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
         ids = list(self._push(list(messages), timeout or self.settings.deadline_s))
-        tasks = [self._tasks[t] for t in dict.fromkeys(self._sent[i].task for i in ids)]
-        for info in tasks:
-            self._wait_announced(info)
-            self._select_and_receive(info)
-        return [self._replies.pop(i) for i in ids if i in self._replies]
+        return self._receiver.gather(ids)
 
     # -- runs and rounds ----------------------------------------------------------------
 
@@ -250,13 +226,18 @@ class LedgerGrid(Grid):
             )
         return ids
 
+    def _task_name(self, rnd: int, mtype: str) -> str:
+        """A task id unique in the run (numbered on from the ledger after a restart)."""
+        if self._counter is None:
+            done = self.ledger.metadata_get(Query(run=self.settings.run, kind="task"))
+            self._counter = itertools.count(len(done) + 1)
+        return f"r{rnd}.{mtype}.{next(self._counter)}"
+
     def _open_task(
         self, rnd: int, mtype: str, group: list[Message], deadline_s: float
     ) -> tuple[dict[str, Any], list[str]]:
-        if self._counter is None:  # after a restart, go on numbering where the ledger is
-            done = self.ledger.metadata_get(Query(run=self.settings.run, kind="task"))
-            self._counter = itertools.count(len(done) + 1)
-        task = f"r{rnd}.{mtype}.{next(self._counter)}"
+        """Offer a group's payloads, register the task with the receiver, build its record."""
+        task = self._task_name(rnd, mtype)
         payloads: dict[int, tuple[str, bytes]] = {}
         recipients, ids, model_sha = [], [], None
         for msg in group:
@@ -272,11 +253,11 @@ class LedgerGrid(Grid):
                 model_sha = known[1] if known and known[0] is arrays else arrays_sha256(arrays)
             mid = message_id(task, org)
             msg.metadata.__dict__["_message_id"] = mid
-            self._sent[mid] = _Sent(task, org, msg, arrays)
+            self._receiver.sent[mid] = Sent(task, org, msg, arrays)
             recipients.append({"org": org, "payload_sha256": digest, "payload_size": len(data)})
             ids.append(mid)
         deadline = time.monotonic() + deadline_s
-        self._tasks[task] = TaskInfo(
+        self._receiver.tasks[task] = TaskInfo(
             task,
             rnd,
             mtype,
@@ -286,7 +267,19 @@ class LedgerGrid(Grid):
             payloads={digest for digest, _ in payloads.values()},
         )
         self.round_log(rnd)
-        record = {
+        return self._task_record(rnd, task, mtype, model_sha, deadline_s, recipients), ids
+
+    def _task_record(
+        self,
+        rnd: int,
+        task: str,
+        mtype: str,
+        model_sha: str | None,
+        deadline_s: float,
+        recipients: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """The ``task`` record announcing ``task`` to its recipients."""
+        return {
             "v": 1,
             "kind": "task",
             "org": self.ledger.org,
@@ -298,7 +291,6 @@ class LedgerGrid(Grid):
             "deadline": int((self._clock() + deadline_s) * 1000),
             "recipients": recipients,
         }
-        return record, ids
 
     def _auto_close(self, rnd: int) -> None:
         """Close rounds older than ``rnd`` that nobody closed (strategies without a wrapper)."""
@@ -309,121 +301,3 @@ class LedgerGrid(Grid):
     def _publish(self, records: list[dict[str, Any]], what: str) -> None:
         batch = [parse_record(r) for r in records]
         retry_unavailable(lambda: self.ledger.metadata_publish(batch), what=what)
-
-    def _read_ledger(self, timeout: float) -> None:
-        entries = retry_unavailable(
-            lambda: self.ledger.wait(self._cursor, timeout), what="read the ledger"
-        )
-        for entry in entries:
-            self._cursor = entry.seq
-            record = entry.record
-            info = self._tasks.get(record.task or "")
-            if record.kind == "update" and info is not None and record.org in info.recipients:
-                info.announced[record.org] = dict(record.data)
-                self._events(
-                    "announced",
-                    {
-                        "round": info.round,
-                        "org": record.org,
-                        "status": record["status"],
-                        "task": info.task,
-                    },
-                )
-
-    def _wait_announced(self, info: TaskInfo) -> None:
-        """Until every recipient answered (or ``wait_for`` did), the deadline passed, or every
-        recipient still silent has disconnected (a dead organization does not stall a round)."""
-        while not info.complete(self.settings.wait_for):
-            remaining = info.deadline - time.monotonic()
-            silent = set(info.recipients) - set(info.announced)
-            if remaining <= 0 or not silent & set(self._present()):
-                return
-            self._read_ledger(min(remaining, 0.5))
-
-    def _select_and_receive(self, info: TaskInfo) -> None:
-        rlog = self.round_log(info.round)
-        ok = [
-            Announcement(org, rec["update_sha256"], rec["num_examples"], rec["metrics"])
-            for org, rec in sorted(info.announced.items())
-            if rec["status"] == "ok"
-        ]
-        chosen = set(self.settings.selection(ok)) & {a.org for a in ok}
-        info.selected = sorted(chosen)
-        futures = {
-            a.org: self.dataplane.expect(a.org, a.update_sha256, self.settings.max_reply_bytes)
-            for a in ok
-            if a.org in chosen
-        }
-        if futures:
-            record = {
-                "v": 1,
-                "kind": "selection",
-                "org": self.ledger.org,
-                "run": self.settings.run,
-                "round": info.round,
-                "task": info.task,
-                "selected": info.selected,
-            }
-            self._publish([record], "record a selection")
-            self._events(
-                "selected", {"round": info.round, "task": info.task, "selected": info.selected}
-            )
-        for org, mid in info.recipients.items():
-            rec = info.announced.get(org)
-            if rec is None:
-                rlog.drop(org, info.type)
-            elif rec["status"] == "error":
-                rlog.drop(org, "error")
-                self._replies[mid] = self._error_reply(mid, str(rec["error"]))
-        deadline = time.monotonic() + self.settings.upload_grace_s
-        for org, future in futures.items():
-            self._receive(info, org, future, deadline, rlog)
-        for digest in info.payloads:
-            self.dataplane.withdraw(digest)
-
-    def _receive(
-        self, info: TaskInfo, org: str, future: Future[bytearray], deadline: float, rlog: RoundLog
-    ) -> None:
-        mid = info.recipients[org]
-        sent = self._sent[mid]
-        try:
-            data = future.result(timeout=max(deadline - time.monotonic(), 0.0))
-            reply = decode_payload(data)
-            if reply.metadata.reply_to_message_id != mid:
-                raise UpdateRejected(org, "reply does not answer this task (replayed?)")
-            if sent.arrays is not None and not reply.has_error():
-                for got in reply.content.array_records.values():
-                    validate_reply_arrays(org, sent.arrays, got)
-        except (UpdateRejected, PayloadTooLarge, HashMismatch) as exc:  # refused, with a reason
-            reason = exc.reason if isinstance(exc, UpdateRejected) else str(exc)
-            rlog.rejected[org] = reason
-            self._events("rejected", {"round": info.round, "org": org, "reason": reason})
-            return
-        except (FutureTimeout, TransportError, FedchainError) as exc:
-            future.cancel()
-            rlog.drop(org, "upload")
-            log.warning("no usable upload from %s for %s: %s", org, info.task, exc)
-            return
-        except Exception as exc:  # noqa: BLE001 - a malformed payload from a peer
-            rlog.rejected[org] = f"undecodable reply: {type(exc).__name__}"
-            return
-        if info.type.startswith("train") and sent.arrays is not None:  # a model was sent
-            rlog.aggregated[org] = str(info.announced[org]["update_sha256"])
-        self._replies[mid] = with_metadata(
-            reply,
-            message_id=f"{mid}/reply",
-            src_node_id=self.nodes.node(org),
-            dst_node_id=AGGREGATOR_NODE_ID,
-            reply_to_message_id=mid,
-            message_type=sent.message.metadata.message_type,
-            group_id=sent.message.metadata.group_id,
-            run_id=self._run.run_id,
-        )
-        self._events("received", {"round": info.round, "org": org, "bytes": len(data)})
-
-    def _error_reply(self, mid: str, reason: str) -> Message:
-        sent = self._sent[mid]
-        reply = Message(Error(code=0, reason=reason), reply_to=sent.message)
-        return with_metadata(
-            reply, src_node_id=self.nodes.node(sent.org), message_id=f"{mid}/reply"
-        )
