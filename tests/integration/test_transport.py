@@ -133,6 +133,36 @@ def test_64mb_round_trip_checks_the_hash(server: Any, org2: DataPlaneClient) -> 
     assert sha256_hex(future.result(TIMEOUT)) == digest
 
 
+def test_orgs_fetching_one_payload_at_once_all_get_its_bytes(
+    server: Any, consortium_dir: Path, consortium: Consortium
+) -> None:
+    srv, address = server
+    model = os.urandom(5 * MiB + 123)
+    digest = sha256_hex(model)
+    srv.offer(digest, model, ["org2", "org3"], verify=False)
+    del model  # the data plane holds the only copy (by reference), as in a round
+    callers = [("org2", "client1"), ("org2", "client2"), ("org3", "client1"), ("org3", "admin")]
+    start = threading.Barrier(len(callers))
+    got: dict[tuple[str, str], str] = {}
+
+    def fetch(org: str, name: str) -> None:
+        with DataPlaneClient(
+            address, _identity(consortium_dir, org, name), consortium, timeout=TIMEOUT
+        ) as client:
+            client.ping()
+            start.wait(TIMEOUT)
+            got[org, name] = sha256_hex(client.fetch(digest, max_size=LIMIT))
+
+    threads = [threading.Thread(target=fetch, args=caller) for caller in callers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(4 * TIMEOUT)
+    assert got == dict.fromkeys(callers, digest)
+    with DataPlaneClient(address, _identity(consortium_dir, "org3"), consortium) as late:
+        assert sha256_hex(late.fetch(digest, max_size=LIMIT)) == digest  # alone, afterwards
+
+
 def test_client_with_certificate_from_unknown_ca_fails_the_handshake(
     tmp_path: Path, server: Any, org2: DataPlaneClient, consortium: Consortium
 ) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import threading
 import weakref
+from collections.abc import Iterator
 from concurrent.futures import CancelledError
 
 import numpy as np
@@ -21,6 +23,7 @@ from fedchain.errors import (
     TransportError,
 )
 from fedchain.hashing import sha256_hex
+from fedchain.transport.chunks import SharedChunks
 from fedchain.transport.framing import (
     FetchRequest,
     PayloadBuffer,
@@ -46,6 +49,99 @@ def test_chunks_reassemble_to_the_same_bytes(data: bytes, chunk: int) -> None:
     for piece in pieces:
         buffer.write(piece)
     assert buffer.finish() == data
+
+
+@given(
+    data=st.binary(max_size=5000),
+    chunk=st.integers(min_value=1, max_value=700),
+    readers=st.integers(min_value=1, max_value=4),
+)
+def test_readers_in_step_share_each_chunk_and_keep_at_most_one(
+    data: bytes, chunk: int, readers: int
+) -> None:
+    shared = SharedChunks(bytearray(data), chunk)
+    open_ = [iter(shared) for _ in range(readers)]
+    pieces: list[list[bytes]] = [[] for _ in open_]
+    for _ in range(shared.count):
+        for reader, got in zip(open_, pieces, strict=True):
+            got.append(next(reader))
+            assert shared.held <= 1
+    assert all(next(reader, None) is None for reader in open_)
+    assert b"".join(pieces[0]) == data
+    assert all(0 < len(piece) <= chunk for piece in pieces[0])
+    for other in pieces[1:]:
+        assert all(a is b for a, b in zip(pieces[0], other, strict=True))
+    assert shared.copies == shared.count  # one copy of each chunk, whatever the readers
+    assert shared.held == 0
+
+
+def test_chunks_kept_for_a_stalled_reader_are_capped_and_dropped_when_it_goes() -> None:
+    data = bytes(range(256)) * 40  # 10240 bytes: 11 chunks
+    shared = SharedChunks(data, 1000, max_held=4)
+    stalled, late = iter(shared), iter(shared)
+    fast = list(shared)
+    assert shared.held == 4  # kept for the readers still at the start, up to the cap
+    assert shared.copies == 11
+    behind = list(late)
+    assert behind == fast
+    assert [a is b for a, b in zip(fast, behind, strict=True)] == [True] * 4 + [False] * 7
+    assert shared.copies == 18  # past the cap, each reader copies for itself
+    assert shared.held == 4  # the stalled reader still needs them
+    stalled.close()
+    assert shared.held == 0
+    again = list(shared)  # after everyone passed: copied anew, same bytes
+    assert again == fast
+    assert again[0] is not fast[0]
+    ahead, unstarted = iter(shared), iter(shared)
+    next(ahead)
+    assert shared.held == 1  # chunk 0, for the reader that has not started
+    del unstarted  # dropped without close: its place goes with it
+    assert shared.held == 0
+
+
+def test_shared_chunks_hold_the_source_by_reference_only() -> None:
+    model = np.arange(1000, dtype=np.float64)  # 8000 bytes
+    shared = SharedChunks(model, 3000)  # type: ignore[arg-type]  # any contiguous buffer
+    alive = weakref.ref(model)
+    del model
+    assert [len(piece) for piece in shared] == [3000, 3000, 2000]
+    gc.collect()
+    assert alive() is not None
+    assert shared.held == 0
+    del shared
+    gc.collect()
+    assert alive() is None
+    small = b"fits in one chunk"
+    assert next(iter(SharedChunks(small, 1 << 20))) is small  # nothing to copy
+    assert list(SharedChunks(b"", 4)) == []
+    with pytest.raises(PayloadError):
+        SharedChunks(b"x", 0)
+    with pytest.raises(PayloadError):
+        SharedChunks(b"x", 1, max_held=-1)
+
+
+def test_concurrent_readers_get_one_copy_of_each_chunk() -> None:
+    data = np.random.default_rng(7).bytes(64 * 1024 + 5)
+    shared = SharedChunks(data, 1024, max_held=100)  # room for any spread of the threads
+    readers = [iter(shared) for _ in range(8)]  # open together, as fetches of one round
+    start = threading.Barrier(len(readers))
+    reads: list[list[bytes]] = []
+
+    def read(reader: Iterator[bytes]) -> None:
+        start.wait()
+        reads.append(list(reader))
+
+    threads = [threading.Thread(target=read, args=(reader,)) for reader in readers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(reads) == 8
+    assert b"".join(reads[0]) == data
+    for other in reads[1:]:
+        assert all(a is b for a, b in zip(reads[0], other, strict=True))
+    assert shared.copies == shared.count
+    assert shared.held == 0
 
 
 def test_buffer_refuses_extra_short_and_wrong_bytes() -> None:
@@ -97,8 +193,17 @@ def test_headers_round_trip_and_reject_malformed_input() -> None:
 def test_registry_offers_only_to_the_named_orgs() -> None:
     reg = PayloadRegistry(max_payload_bytes=10)
     reg.offer(_sha(b"model"), b"model", ["org2"])
-    reg.offer(_sha(b"model"), b"model", ["org3"])  # grants accumulate
-    assert bytes(reg.open_offer("org3", _sha(b"model"))) == b"model"
+    reg.offer(_sha(b"model"), bytearray(b"model"), ["org3"])  # grants accumulate
+    assert b"".join(reg.open_offer("org3", _sha(b"model"))) == b"model"
+    assert reg.open_offer("org2", _sha(b"model")) is reg.open_offer("org3", _sha(b"model"))
+    unshared = PayloadRegistry(max_payload_bytes=10, chunk_size=2, shared_chunks=0)
+    unshared.offer(_sha(b"model"), bytearray(b"model"), ["org2"])
+    payload = unshared.open_offer("org2", _sha(b"model"))
+    one, two = iter(payload), iter(payload)
+    assert next(one) == next(two) == b"mo"
+    assert payload.copies == 2  # nothing shared: each reader copies its own
+    with pytest.raises(PayloadError):
+        PayloadRegistry(max_payload_bytes=10, shared_chunks=-1)
     with pytest.raises(PeerAuthError):
         reg.open_offer("org1", _sha(b"model"))
     with pytest.raises(PayloadError):
@@ -154,15 +259,39 @@ def test_registry_final_refusals_fail_the_future_and_cancel_withdraws() -> None:
         waiting.result(0)
 
 
+def test_a_received_upload_is_freed_with_its_last_reference() -> None:
+    reg = PayloadRegistry(max_payload_bytes=100)
+    digest = _sha(b"update")
+    gc.disable()  # freed by reference counting alone, not by a later cyclic collection
+    try:
+        for received in (True, False):
+            future = reg.expect("org2", digest)
+            if received:
+                sink = reg.begin_upload("org2", digest, 6)
+                sink.write(b"update")
+                sink.finish()
+                del sink
+            else:
+                future.cancel()
+            alive = weakref.ref(future)
+            del future
+            assert alive() is None
+            assert reg.expected() == frozenset()
+    finally:
+        gc.enable()
+
+
 def test_withdraw_releases_the_offered_bytes() -> None:
-    reg = PayloadRegistry(max_payload_bytes=1 << 20)
+    reg = PayloadRegistry(max_payload_bytes=1 << 20, chunk_size=4096)
     model = np.arange(1000, dtype=np.float64)
     digest = sha256_hex(model.tobytes())
-    reg.offer(digest, model, ["org2"])  # type: ignore[arg-type]  # any contiguous buffer
+    reg.offer(digest, model, ["org2", "org3"])  # type: ignore[arg-type]  # any buffer
     alive = weakref.ref(model)
     del model
+    assert sha256_hex(b"".join(reg.open_offer("org2", digest))) == digest
     gc.collect()
     assert alive() is not None  # the registry holds the one copy
+    assert reg.open_offer("org3", digest).held == 0  # and no chunk once nobody reads
     reg.withdraw(digest)
     gc.collect()
     assert alive() is None

@@ -7,8 +7,9 @@ whether it hashes right) are tested without a network.
 
 Payloads are content-addressed by the lowercase hex SHA-256 of their bytes. A receiver
 preallocates one ``bytearray`` of the announced size and fills it in place while hashing
-incrementally (:class:`PayloadBuffer`); a sender slices one read-only ``memoryview``
-(:func:`iter_chunks`). Neither side ever holds a second full copy.
+incrementally (:class:`PayloadBuffer`). An uploader slices one read-only ``memoryview``
+(:func:`iter_chunks`). The aggregator, which sends one payload to many organizations at once,
+shares each chunk's ``bytes`` between their streams (:mod:`fedchain.transport.chunks`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,12 @@
 
 The registry is the data plane's state without the network: the gRPC service asks it whether
 an authenticated organization may fetch a payload (:meth:`PayloadRegistry.open_offer`) or may
-start an upload (:meth:`PayloadRegistry.begin_upload`), and it answers with a view or a sink,
-or a fedchain error that the service turns into a gRPC status.
+start an upload (:meth:`PayloadRegistry.begin_upload`), and it answers with the payload's
+shared chunks or a sink, or a fedchain error that the service turns into a gRPC status.
+
+An offered payload is held once, by reference, however many organizations it is offered to;
+organizations fetching it at the same time share each chunk's copy
+(:class:`~fedchain.transport.chunks.SharedChunks`).
 
 An expectation is keyed by ``(org, sha256)`` (two organizations may legitimately send identical
 bytes) and fulfils a :class:`concurrent.futures.Future`. A content-addressed payload that is
@@ -29,14 +33,15 @@ from fedchain.errors import (
     TransportError,
 )
 from fedchain.hashing import sha256_hex
-from fedchain.transport.framing import PayloadBuffer, as_byte_view, check_sha256
+from fedchain.transport.chunks import SharedChunks
+from fedchain.transport.framing import CHUNK_SIZE, PayloadBuffer, as_byte_view, check_sha256
 
 __all__ = ["PayloadRegistry", "UploadSink"]
 
 
 @dataclass(frozen=True)
 class _Offer:
-    view: memoryview
+    payload: SharedChunks
     orgs: frozenset[str]
 
 
@@ -50,12 +55,23 @@ class _Slot:
 
 
 class PayloadRegistry:
-    """Thread-safe table of offered payloads and expected uploads (no I/O)."""
+    """Thread-safe table of offered payloads and expected uploads (no I/O).
 
-    def __init__(self, max_payload_bytes: int) -> None:
+    ``chunk_size``: bytes per chunk of the offered payloads as they are streamed;
+    ``shared_chunks``: how many chunks of each payload concurrent fetches may share
+    (:class:`~fedchain.transport.chunks.SharedChunks` ``max_held``; 0 shares none).
+    """
+
+    def __init__(
+        self, max_payload_bytes: int, chunk_size: int = CHUNK_SIZE, shared_chunks: int = 16
+    ) -> None:
         if max_payload_bytes < 0:
             raise PayloadError("max_payload_bytes must be non-negative")
+        if chunk_size <= 0 or shared_chunks < 0:
+            raise PayloadError(f"bad chunk_size {chunk_size} or shared_chunks {shared_chunks}")
         self.max_payload_bytes = max_payload_bytes
+        self.chunk_size = chunk_size
+        self.shared_chunks = shared_chunks
         self._lock = threading.RLock()
         self._offers: dict[str, _Offer] = {}
         self._slots: dict[tuple[str, str], _Slot] = {}
@@ -73,8 +89,9 @@ class PayloadRegistry:
         """Serve ``data`` under ``sha256`` to ``allowed_orgs`` (added to earlier grants).
 
         The bytes are kept by reference (not copied): do not mutate them while offered.
-        ``verify=False`` skips re-hashing when the caller has just computed the digest;
-        clients check it anyway.
+        Offering a digest again only adds organizations; the bytes first offered are kept
+        (content-addressed). ``verify=False`` skips re-hashing when the caller has just
+        computed the digest; clients check it anyway.
         """
         check_sha256(sha256)
         view = as_byte_view(data)
@@ -86,18 +103,22 @@ class PayloadRegistry:
             raise HashMismatch(f"offered bytes do not hash to {sha256}")
         with self._lock:
             earlier = self._offers.get(sha256)
+            payload = earlier.payload if earlier else self._chunks(data)
             orgs = frozenset(allowed_orgs) | (earlier.orgs if earlier else frozenset())
-            self._offers[sha256] = _Offer(view, orgs)
+            self._offers[sha256] = _Offer(payload, orgs)
 
-    def open_offer(self, org: str, sha256: str) -> memoryview:
-        """The bytes of ``sha256`` if offered to ``org`` (PayloadError / PeerAuthError)."""
+    def _chunks(self, data: bytes | bytearray | memoryview) -> SharedChunks:
+        return SharedChunks(data, self.chunk_size, self.shared_chunks)
+
+    def open_offer(self, org: str, sha256: str) -> SharedChunks:
+        """The payload ``sha256`` if offered to ``org`` (PayloadError / PeerAuthError)."""
         with self._lock:
             found = self._offers.get(sha256)
         if found is None:
             raise PayloadError(f"no payload {sha256} is offered")
         if org not in found.orgs:
             raise PeerAuthError(f"payload {sha256} is not offered to {org}")
-        return found.view
+        return found.payload
 
     def offered(self) -> frozenset[str]:
         """Digests currently offered."""
@@ -120,7 +141,9 @@ class PayloadRegistry:
             if slot is None:
                 slot = _Slot(org, sha256, min(limit, self.max_payload_bytes))
                 self._slots[(org, sha256)] = slot
-                slot.future.add_done_callback(functools.partial(self._forget_done, slot))
+                # Keyed, not bound to the slot: slot -> future -> callback -> slot would be a
+                # cycle keeping every received payload alive until a cyclic GC pass.
+                slot.future.add_done_callback(functools.partial(self._forget_done, (org, sha256)))
             return slot.future
 
     def expected(self) -> frozenset[tuple[str, str]]:
@@ -171,8 +194,11 @@ class PayloadRegistry:
             if self._slots.get((slot.org, slot.sha256)) is slot:
                 del self._slots[(slot.org, slot.sha256)]
 
-    def _forget_done(self, slot: _Slot, _future: Future[bytearray]) -> None:
-        self._forget(slot)
+    def _forget_done(self, key: tuple[str, str], future: Future[bytearray]) -> None:
+        with self._lock:
+            slot = self._slots.get(key)
+            if slot is not None and slot.future is future:
+                del self._slots[key]
 
     def _release(self, slot: _Slot) -> None:
         with self._lock:

@@ -41,9 +41,7 @@ from fedchain.transport.framing import (
     PayloadHeader,
     PingRequest,
     UploadHeader,
-    chunk_bytes,
     encode_header,
-    iter_chunks,
 )
 from fedchain.transport.presence import HEARTBEAT_S, Presence
 from fedchain.transport.registry import PayloadRegistry
@@ -79,12 +77,9 @@ _H = TypeVar("_H", bound=_Claim)
 class _DataPlaneService:
     """The RPC handlers; state lives in the registry."""
 
-    def __init__(
-        self, consortium: Consortium, registry: PayloadRegistry, chunk_size: int, insecure: bool
-    ) -> None:
+    def __init__(self, consortium: Consortium, registry: PayloadRegistry, insecure: bool) -> None:
         self._consortium = consortium
         self._registry = registry
-        self._chunk_size = chunk_size
         self._insecure = insecure
         self.presence = Presence()
 
@@ -115,20 +110,21 @@ class _DataPlaneService:
         org, _ = self._identify(context, request, PingRequest.decode)
         return encode_header("pong", org=org)
 
-    def fetch(self, request: bytes, context: Any) -> Iterator[bytes | memoryview]:
-        """Stream an offered payload: header, then chunks sliced from the one stored copy."""
+    def fetch(self, request: bytes, context: Any) -> Iterator[bytes]:
+        """Stream an offered payload: header, then chunks shared with concurrent fetches."""
         org, ask = self._identify(context, request, FetchRequest.decode)
         try:
-            view = self._registry.open_offer(org, ask.sha256)
-            if len(view) > ask.max_size:
+            payload = self._registry.open_offer(org, ask.sha256)
+            if payload.size > ask.max_size:
                 raise PayloadTooLarge(
-                    f"payload {ask.sha256} has {len(view)} bytes, over the caller's {ask.max_size}"
+                    f"payload {ask.sha256} has {payload.size} bytes, over the caller's "
+                    f"{ask.max_size}"
                 )
         except FedchainError as exc:
             _abort(context, exc)
-        _log.debug("fetch %s (%d bytes) by %s", ask.sha256[:12], len(view), org)
-        yield PayloadHeader(ask.sha256, len(view)).encode()
-        yield from iter_chunks(view, self._chunk_size)
+        _log.debug("fetch %s (%d bytes) by %s", ask.sha256[:12], payload.size, org)
+        yield PayloadHeader(ask.sha256, payload.size).encode()
+        yield from payload  # closes the reader if the call ends early
 
     def upload(self, requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
         """Accept an expected upload: refuse or go ahead on the header, then fill and check."""
@@ -168,9 +164,7 @@ class _DataPlaneService:
             SERVICE,
             {
                 "Ping": grpc.unary_unary_rpc_method_handler(self.ping),
-                "Fetch": grpc.unary_stream_rpc_method_handler(
-                    self.fetch, response_serializer=chunk_bytes
-                ),
+                "Fetch": grpc.unary_stream_rpc_method_handler(self.fetch),
                 "Upload": grpc.stream_stream_rpc_method_handler(self.upload),
                 "Attach": grpc.unary_stream_rpc_method_handler(self.attach),
             },
@@ -178,7 +172,12 @@ class _DataPlaneService:
 
 
 class DataPlaneServer:
-    """The data-plane server hosted by ``fedchain-server`` (see the module docstring)."""
+    """The data-plane server hosted by ``fedchain-server`` (see the module docstring).
+
+    ``shared_chunks``: per offered payload, how many chunks (of ``chunk_size`` bytes)
+    organizations fetching it at the same time may share instead of each copying them
+    (:mod:`fedchain.transport.chunks`): extra memory for less copying; 0 shares none.
+    """
 
     def __init__(
         self,
@@ -189,13 +188,14 @@ class DataPlaneServer:
         insecure_dev: bool = False,
         chunk_size: int = CHUNK_SIZE,
         max_workers: int | None = None,
+        shared_chunks: int = 16,
     ) -> None:
         self.identity = identity
         self.consortium = consortium
         self.insecure_dev = insecure_dev
         self.chunk_size = chunk_size
-        self._registry = PayloadRegistry(max_payload_bytes)
-        self._service = _DataPlaneService(consortium, self._registry, chunk_size, insecure_dev)
+        self._registry = PayloadRegistry(max_payload_bytes, chunk_size, shared_chunks)
+        self._service = _DataPlaneService(consortium, self._registry, insecure_dev)
         # Every attached organization holds one worker for its Attach call.
         self._max_workers = max_workers or 16 + 2 * len(consortium.cas)
         self._server: Any = None
