@@ -17,8 +17,9 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from fedchain.hashing import sha256_hex
 from fedchain.pki import identity_dir, init_consortium, load_consortium, load_identity
-from fedchain.transport import DataPlaneClient, DataPlaneServer, sha256_hex
+from fedchain.transport import DataPlaneClient, DataPlaneServer
 
 _CTX = mp.get_context("spawn")
 
