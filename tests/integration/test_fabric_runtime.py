@@ -254,3 +254,20 @@ def test_aggregator_killed_on_fabric_resumes_the_run_from_the_channel(
     }
     assert sorted(resumed) == ORGS
     assert by_org(closes[2]["aggregated"], "update_sha256") == resumed
+
+
+def test_secure_demo_on_fabric_anchors_keys_on_the_channel(
+    network: tuple[StandInNetwork, Path], tmp_path: Path
+) -> None:
+    """Secure aggregation over a Fabric ledger: every organization anchors its key-agreement
+    public keys on the channel, and the round closes with all three organizations."""
+    _, tomls = network
+    result = fedchain("demo", "--ledger", "fabric", "--network", tomls, "--secure", "--rounds",
+                      "1", "--workdir", tmp_path / "demo", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["audit_ok"] is True, summary["problems"]
+    (row,) = summary["rounds"]
+    assert sorted(row["participants"]) == ORGS
+    keys = read_channel(tomls, kind="keys", run=summary["run"])
+    assert {k.org for k in keys} == set(ORGS)
