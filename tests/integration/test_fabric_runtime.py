@@ -271,3 +271,12 @@ def test_secure_demo_on_fabric_anchors_keys_on_the_channel(
     assert sorted(row["participants"]) == ORGS
     keys = read_channel(tomls, kind="keys", run=summary["run"])
     assert {k.org for k in keys} == set(ORGS)
+
+
+def test_demo_on_fabric_refuses_orgs(network: tuple[StandInNetwork, Path], tmp_path: Path) -> None:
+    _, tomls = network
+    result = fedchain("demo", "--ledger", "fabric", "--network", tomls, "--orgs", "5",
+                      "--workdir", tmp_path / "demo")  # fmt: skip
+    assert result.returncode == 1
+    assert "--orgs applies to the embedded ledger" in result.stderr
+    assert not (tmp_path / "demo").exists()

@@ -32,7 +32,9 @@ def demo(
     workdir: Annotated[Path, Opt(help="Working folder (replaced on each demo run)")] = Path(
         "fedchain-demo"
     ),
-    orgs: Annotated[int, Opt(min=2, max=8, help="Number of organizations (embedded ledger)")] = 3,
+    orgs: Annotated[
+        int | None, Opt(min=2, max=8, help="Number of organizations (embedded ledger; 3)")
+    ] = None,
     secure: Annotated[bool, Opt(help="Secure aggregation (pairwise masking)")] = False,
     ledger: Annotated[
         LedgerChoice, Opt(help="embedded: a new ledger file; fabric: a running Fabric network")

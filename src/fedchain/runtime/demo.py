@@ -91,7 +91,7 @@ def run_demo(
     workdir: Path,
     *,
     rounds: int = 10,
-    orgs: int = 3,
+    orgs: int | None = None,
     secure: bool = False,
     events: Events | None = None,
     ledger: str = "embedded",
@@ -99,17 +99,22 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo end to end and return its results (raises FedchainError on failure).
 
-    ``ledger="embedded"``: a new consortium of ``orgs`` organizations and a ledger file in
-    ``workdir``. ``ledger="fabric"``: the organizations of the running Fabric network whose
-    fedchain.toml files are in ``network`` (``orgs`` does not apply).
+    ``ledger="embedded"``: a new consortium of ``orgs`` (default 3) organizations and a ledger
+    file in ``workdir``. ``ledger="fabric"``: the organizations of the running Fabric network
+    whose fedchain.toml files are in ``network``; ``orgs`` is refused there (ConfigError).
     """
     emit = events or (lambda _n, _d: None)
+    if ledger == "fabric" and orgs is not None:
+        raise ConfigError(
+            "--orgs applies to the embedded ledger; on Fabric the network's organizations "
+            f"take part (one fedchain.toml each in {network})"
+        )
     if ledger == "fabric":
         plan = fabric_plan(network)  # checked before the working folder is replaced
         prepare_workdir(workdir)
     elif ledger == "embedded":
         prepare_workdir(workdir)
-        plan = embedded_plan(workdir, orgs)
+        plan = embedded_plan(workdir, orgs or 3)
     else:
         raise ConfigError(f"the demo runs on the 'embedded' or 'fabric' ledger, not {ledger!r}")
     models, logs = workdir / "models", workdir / "logs"
