@@ -15,6 +15,7 @@ library, with ``raise X(...) from exc``, so callers only ever catch fedchain typ
     │   ├── RecordError              a malformed, oversized or wrongly typed record
     │   ├── RuleViolation            a well-formed record that breaks a write rule (has .rule)
     │   ├── LedgerUnavailable        the backend cannot be reached now (retryable; has .retried)
+    │   │   └── WriteUnconfirmed     committed, but not yet placed in ledger order (has .tx_id)
     │   ├── LedgerNotFound           no ledger at the configured location
     │   ├── LedgerCorrupted          audit found a bad entry (has .seq)
     │   └── GatewayError             a Fabric Gateway call failed (has .tx_id, .code, .details)
@@ -138,6 +139,20 @@ class LedgerUnavailable(LedgerError):
     def __init__(self, message: str, *, retried: bool = False) -> None:
         super().__init__(message)
         self.retried = retried
+
+
+class WriteUnconfirmed(LedgerUnavailable):
+    """A write that committed, but that this handle could not yet place in ledger order.
+
+    On Fabric: the transaction is valid in a block, but the chaincode event stream has not
+    delivered it within the sync timeout. The write stands, so it must not be published again
+    (that would be refused as a duplicate); callers carry on as if it had returned, and will
+    see it once the stream catches up. ``tx_id`` names the transaction.
+    """
+
+    def __init__(self, message: str, *, tx_id: str) -> None:
+        super().__init__(message, retried=True)
+        self.tx_id = tx_id
 
 
 class LedgerNotFound(LedgerError):

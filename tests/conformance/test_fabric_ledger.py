@@ -12,14 +12,20 @@ from typing import TYPE_CHECKING
 import pytest
 
 from fedchain.config import FabricSettings, LedgerSettings
-from fedchain.errors import LedgerError, LedgerUnavailable, RuleViolation
+from fedchain.errors import (
+    GatewayError,
+    LedgerError,
+    LedgerUnavailable,
+    RuleViolation,
+    WriteUnconfirmed,
+)
 from fedchain.ledger import Entry, Query, Record, parse_record
 from fedchain.ledger.chain import consortium_record
 from fedchain.ledger.fabric import FabricLedger, unpack_seq
-from fedchain.ledger.fabric.retry import Backoff
+from fedchain.ledger.fabric.retry import Backoff, unknown_function
 from fedchain.ledger.factory import open_ledger
 from fedchain.pki import Consortium, load_identity
-from fedchain.runtime.retry import retry_unavailable
+from fedchain.runtime.retry import publish, retry_unavailable
 from tests.conformance.ledger_suite import (
     LedgerConformance,
     OpenLedger,
@@ -27,7 +33,7 @@ from tests.conformance.ledger_suite import (
     task_record,
     update_record,
 )
-from tests.fabric_support.network import user_dir
+from tests.fabric_support.network import gateway_for, user_dir
 
 if TYPE_CHECKING:
     from tests.fabric_support.fixtures import MakeNetwork, OpenFabric
@@ -317,20 +323,34 @@ def test_a_committed_write_the_event_stream_withholds_is_never_published_again(
     fabric_network: StandInNetwork, open_fabric: OpenFabric, genesis_record: Record
 ) -> None:
     """The transaction committed, but this handle cannot place it in ledger order yet: the
-    error says so and is marked retried, so the runtime does not publish a duplicate."""
-    _started(open_fabric, genesis_record)
+    backend says so (WriteUnconfirmed, naming it), the runtime does not publish a duplicate but
+    carries on as written, and the write shows once the stream catches up."""
+    agg = _started(open_fabric, genesis_record)
+    agg.metadata_publish(parse_record(task_record("t2", 1)))
     service = fabric_network.service
     org2 = open_fabric("org2", backoff=QUICK, sync_timeout=0.3)
     fabric_network.ledger.hold_delivery()  # blocks are cut and committed, but not streamed
     service.calls.clear()
-    runtime_slept: list[float] = []
-    with pytest.raises(LedgerUnavailable, match="is committed") as info:
-        retry_unavailable(
-            lambda: org2.metadata_publish(_update("org2")), what="publish", attempts=5,
-            sleep=runtime_slept.append,
-        )  # fmt: skip
+    with pytest.raises(WriteUnconfirmed, match="is committed") as info:
+        org2.metadata_publish(_update("org2", "t1"))
     assert info.value.retried
-    assert runtime_slept == []
-    assert [m for m, _ in service.calls].count("Submit") == 1  # one transaction, not five
+    submitted = [t for m, t in service.calls if m == "Submit"]
+    assert submitted == [info.value.tx_id]
+    publish(org2, _update("org2", "t2"), what="announce")  # the runtime: no raise, no retry
+    assert [m for m, _ in service.calls].count("Submit") == 2  # one transaction per write
     fabric_network.ledger.release_delivery()
-    assert [e.record.org for e in org2.metadata_get(Query(kind="update"))] == ["org2"]
+    updates = org2.metadata_get(Query(kind="update"))
+    assert [(e.record.org, e.record.task) for e in updates] == [("org2", "t1"), ("org2", "t2")]
+
+
+def test_the_chaincode_answer_for_a_missing_function_is_recognised(
+    fabric_network: StandInNetwork, consortium_dir: Path
+) -> None:
+    """head() falls back to reading every record on a chaincode deployed before metadataHead;
+    it knows that case from the real chaincode's answer to a function it does not have."""
+    with gateway_for(fabric_network, consortium_dir, "org2") as gateway:
+        contract = gateway.network(fabric_network.channel).contract(fabric_network.chaincode)
+        with pytest.raises(GatewayError) as info:
+            contract.evaluate("metadataNope", [])
+    assert unknown_function(info.value, "metadataNope")
+    assert not unknown_function(info.value, "metadataHead")

@@ -38,3 +38,12 @@ def test_reply_metrics_and_close_metrics_filter_alike() -> None:
     )
     assert close["metrics"] == small_metrics(content)
     assert parse_record(close).kind == "close"  # the ledger accepts what the filter keeps
+
+
+def test_ints_beyond_the_exact_json_range_become_floats_or_are_dropped() -> None:
+    big = {"t_ns": 1_700_000_000_123_456_789, "huge": 10**400, "edge": 2**53 - 1, "neg": -(2**60)}
+    kept = finite_metrics(big)
+    assert kept == {"t_ns": 1.7000000001234568e18, "edge": 2**53 - 1, "neg": -1.152921504606847e18}
+    assert isinstance(kept["edge"], int)
+    close = RoundLog(round=1).close_record("org1", "run1", None, big)
+    assert parse_record(close)["metrics"] == kept  # the ledger takes the record

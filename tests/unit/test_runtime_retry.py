@@ -55,3 +55,16 @@ def test_a_refusal_is_an_answer_not_an_outage() -> None:
     with pytest.raises(RuleViolation):
         retry_unavailable(flaky, what="write", sleep=slept.append)
     assert (flaky.calls, slept) == (1, [])
+
+
+def test_the_fabric_backend_alone_rides_out_as_long_an_outage_as_the_runtime() -> None:
+    """The runtime does not retry on top of the Fabric backend, so the backend's own default
+    backoff must be the whole budget: at least what the runtime waits on other backends."""
+    from fedchain.ledger.fabric.retry import Backoff  # the optional Fabric extra
+
+    runtime_waits: list[float] = []
+    down = Flaky(*(LedgerUnavailable("down") for _ in range(100)))
+    with pytest.raises(LedgerUnavailable):
+        retry_unavailable(down, what="read", sleep=runtime_waits.append)
+    assert sum(Backoff().delays()) >= sum(runtime_waits) > 10
+

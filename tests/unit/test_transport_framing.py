@@ -295,3 +295,22 @@ def test_withdraw_releases_the_offered_bytes() -> None:
     reg.withdraw(digest)
     gc.collect()
     assert alive() is None
+
+
+def test_a_reader_collected_while_its_payload_is_locked_does_not_deadlock() -> None:
+    """The garbage collector may finalize a reader on a thread that is inside ``_take`` with
+    the payload's lock held: finalizing must not take that lock."""
+    shared = SharedChunks(bytes(range(10)), chunk_size=2, max_held=4)
+    reader = iter(shared)
+    assert next(reader) == bytes([0, 1])
+    finalized = threading.Event()
+
+    def collect_under_lock() -> None:
+        with shared._lock:  # as inside _take when a GC pass runs
+            reader.__del__()
+        finalized.set()
+
+    worker = threading.Thread(target=collect_under_lock, daemon=True)
+    worker.start()
+    assert finalized.wait(10), "finalizing a reader blocked on the payload's lock"
+    assert shared.held == 0  # its place is given up at the next locked call

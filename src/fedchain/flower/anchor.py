@@ -22,7 +22,7 @@ from typing import Protocol
 from fedchain.errors import ProtocolError
 from fedchain.ledger import Ledger, Query, parse_record
 from fedchain.runtime.nodes import node_id
-from fedchain.runtime.retry import retry_unavailable
+from fedchain.runtime.retry import publish, retry_unavailable
 from fedchain.secagg import PublicKeys
 
 __all__ = ["KeyAnchor", "LedgerAnchor", "anchored", "current_anchor"]
@@ -96,7 +96,7 @@ class LedgerAnchor:
                   "round": self._round, "task": self._task,
                   "keys": {"enc": keys.enc.hex(), "mask": keys.mask.hex()}}
         batch = parse_record(record)
-        retry_unavailable(lambda: self._ledger.metadata_publish(batch), what="publish round keys")
+        publish(self._ledger, batch, what="publish round keys")
 
     def trusted_keys(self, task: str) -> Mapping[int, PublicKeys]:
         found: dict[int, PublicKeys] = {}

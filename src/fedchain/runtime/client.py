@@ -36,7 +36,7 @@ from fedchain.runtime.messages import (
     with_metadata,
 )
 from fedchain.runtime.nodes import node_id
-from fedchain.runtime.retry import retry_unavailable
+from fedchain.runtime.retry import publish
 from fedchain.transport import DataPlaneClient
 from fedchain.transport.flower_codec import encode_message
 
@@ -264,9 +264,7 @@ class ClientRuntime:
     def _publish(self, record: dict[str, Any]) -> bool:
         batch = parse_record(record)
         try:
-            retry_unavailable(
-                lambda: self.ledger.metadata_publish(batch), what="announce an update"
-            )
+            publish(self.ledger, batch, what="announce an update")
         except RuleViolation as exc:  # e.g. the round closed while we trained
             log.warning("ledger refused our update: %s", exc)
             return False

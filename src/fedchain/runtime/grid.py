@@ -35,7 +35,7 @@ from fedchain.runtime.messages import (
 )
 from fedchain.runtime.nodes import NodeMap
 from fedchain.runtime.receive import Events, Receiver, Sent
-from fedchain.runtime.retry import retry_unavailable
+from fedchain.runtime.retry import publish
 from fedchain.runtime.rounds import RoundLog, TaskInfo
 from fedchain.runtime.runs import ResumePoint, resume_point, run_record
 from fedchain.runtime.selection import SelectionPolicy, take_all
@@ -299,5 +299,4 @@ class LedgerGrid(Grid):
                 self.close_round(old, model_sha256=None)
 
     def _publish(self, records: list[dict[str, Any]], what: str) -> None:
-        batch = [parse_record(r) for r in records]
-        retry_unavailable(lambda: self.ledger.metadata_publish(batch), what=what)
+        publish(self.ledger, [parse_record(r) for r in records], what=what)

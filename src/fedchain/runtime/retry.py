@@ -7,9 +7,11 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from fedchain.errors import LedgerUnavailable
+from fedchain.errors import LedgerUnavailable, WriteUnconfirmed
+from fedchain.ledger.base import Ledger
+from fedchain.ledger.records import Record
 
-__all__ = ["retry_unavailable"]
+__all__ = ["publish", "retry_unavailable"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -48,3 +50,15 @@ def retry_unavailable(
             sleep(delay)
             delay = min(delay * 2, max_delay)
     raise LedgerUnavailable(f"could not {what}")  # unreachable: the loop returns or raises
+
+
+def publish(ledger: Ledger, batch: Record | list[Record], *, what: str) -> None:
+    """Publish ``batch``, retrying while the ledger is unavailable.
+
+    A write the backend reports committed but not yet in ledger order (``WriteUnconfirmed``)
+    counts as done: it stands, and publishing it again would be refused as a duplicate.
+    """
+    try:
+        retry_unavailable(lambda: ledger.metadata_publish(batch), what=what)
+    except WriteUnconfirmed as exc:
+        log.warning("could not yet confirm the write to %s; carrying on: %s", what, exc)

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fedchain.ledger.canonical import MAX_SAFE_INT
+
 __all__ = ["MAX_METRICS", "RoundLog", "TaskInfo", "finite_metrics"]
 
 #: At most this many metrics go in a ledger record (the ledger's own limit).
@@ -75,14 +77,29 @@ def finite_metrics(*sources: Mapping[str, Any]) -> dict[str, float]:
 
     Metrics are informative, so what the ledger would refuse is left out rather than failing
     the record: spaces in names become ``_``, names are cut to 64 characters and dropped if still
-    not valid; values that are not finite ints or floats are dropped. A later source overrides
-    an earlier one; the first :data:`MAX_METRICS` names in sorted order are kept.
+    not valid; values that are not finite ints or floats are dropped, and ints beyond JSON's
+    exact range (2^53) become floats. A later source overrides an earlier one; the first
+    :data:`MAX_METRICS` names in sorted order are kept.
     """
     found: dict[str, float] = {}
     for source in sources:
         for key, value in source.items():
             name = str(key).replace(" ", "_")[:64]
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if number and math.isfinite(value) and _METRIC_NAME.fullmatch(name):
-                found[name] = value
+            number = _ledger_number(value)
+            if number is not None and _METRIC_NAME.fullmatch(name):
+                found[name] = number
     return dict(sorted(found.items())[:MAX_METRICS])
+
+
+def _ledger_number(value: Any) -> float | None:
+    """``value`` as a number canonical JSON can carry exactly, or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int):
+        if abs(value) <= MAX_SAFE_INT:
+            return value
+        try:
+            value = float(value)  # a timestamp in ns, say: kept, rounded
+        except OverflowError:
+            return None
+    return value if math.isfinite(value) else None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections import deque
 
 from fedchain.errors import PayloadError
 from fedchain.transport.framing import CHUNK_SIZE, as_byte_view
@@ -53,11 +54,16 @@ class SharedChunks:
         self._held: dict[int, bytes] = {}
         self._next: dict[int, int] = {}  # open reader -> index of its next chunk
         self._ids = itertools.count()
+        # Readers garbage-collected without close(): __del__ may run on any thread, even one
+        # inside _take holding the lock, so it only appends here (lock-free) and the next
+        # locked call forgets them.
+        self._dropped: deque[int] = deque()
 
     @property
     def held(self) -> int:
         """How many chunks are copied out and kept for open readers right now."""
         with self._lock:
+            self._forget_dropped()
             return len(self._held)
 
     def __iter__(self) -> ChunkReader:
@@ -73,6 +79,7 @@ class SharedChunks:
     def _take(self, reader: int) -> bytes | None:
         """The reader's next chunk, or None at the end (or once the reader is closed)."""
         with self._lock:
+            self._forget_dropped()
             index = self._next.get(reader, self.count)
             if index >= self.count:
                 return None
@@ -93,7 +100,14 @@ class SharedChunks:
     def _close(self, reader: int) -> None:
         with self._lock:
             self._next.pop(reader, None)
+            self._forget_dropped()
             self._evict()
+
+    def _forget_dropped(self) -> None:
+        """Give up the places of garbage-collected readers (lock held)."""
+        while self._dropped:
+            self._next.pop(self._dropped.popleft(), None)
+        self._evict()
 
     def _evict(self) -> None:
         """Drop the chunks that every open reader has passed (lock held)."""
@@ -129,4 +143,4 @@ class ChunkReader:
         self._shared._close(self._id)
 
     def __del__(self) -> None:
-        self.close()
+        self._shared._dropped.append(self._id)  # no lock here: see SharedChunks._dropped

@@ -30,12 +30,13 @@ from fedchain.errors import (
     LedgerCorrupted,
     LedgerError,
     LedgerUnavailable,
+    WriteUnconfirmed,
 )
 from fedchain.ledger.base import Entry, Query, as_records
 from fedchain.ledger.canonical import loads
 from fedchain.ledger.fabric.client import Contract, Gateway
 from fedchain.ledger.fabric.follow import EventIndex, Follower, IndexedTx, ResumeFile
-from fedchain.ledger.fabric.retry import Backoff, refusal, retrying
+from fedchain.ledger.fabric.retry import Backoff, refusal, retrying, unknown_function
 from fedchain.ledger.records import Record, parse_record
 
 __all__ = ["FabricLedger"]
@@ -67,6 +68,7 @@ class FabricLedger:
         self._index = EventIndex()
         self._ts: dict[str, int] = {}
         self._stream_error: Exception | None = None
+        self._no_head_function = False
         self._resume = None if resume_file is None else ResumeFile(resume_file, channel, chaincode)
         saved = self._resume.load() if self._resume else []
         for tx in saved:
@@ -110,7 +112,7 @@ class FabricLedger:
         try:
             (tx,) = self._sync([tx_id])
         except LedgerUnavailable as exc:  # committed: publishing again would be a duplicate
-            raise LedgerUnavailable(f"{tx_id} is committed, but {exc}", retried=True) from exc
+            raise WriteUnconfirmed(f"{tx_id} is committed, but {exc}", tx_id=tx_id) from exc
         return self._entries([tx])
 
     def metadata_get(self, query: Query | None = None) -> list[Entry]:
@@ -199,8 +201,18 @@ class FabricLedger:
         return found
 
     def _newest_tx(self) -> str | None:
-        """The id of the newest committed publishing transaction, or None before any."""
-        head = self._evaluate("metadataHead")
+        """The id of the newest committed publishing transaction, or None before any (or on a
+        chaincode deployed before ``metadataHead``: then ``head()`` reads every record)."""
+        if self._no_head_function:
+            return None
+        try:
+            head = self._evaluate("metadataHead")
+        except GatewayError as exc:
+            if not unknown_function(exc, "metadataHead"):
+                raise
+            log.warning("the chaincode predates metadataHead; upgrade it (docs/fabric.md)")
+            self._no_head_function = True
+            return None
         if head is None:
             return None
         if not (isinstance(head, dict) and isinstance(head.get("txId"), str)

@@ -29,9 +29,14 @@ _RULE = re.compile(r"(?:^|chaincode response \d+, )([a-z]+\.[a-z_]+): (.*)", re.
 
 @dataclass(frozen=True)
 class Backoff:
-    """``attempts`` tries in all, waiting ``initial * factor**k`` (at most ``maximum``) between."""
+    """``attempts`` tries in all, waiting ``initial * factor**k`` (at most ``maximum``) between.
 
-    attempts: int = 5
+    The default rides out about 26 s of unavailability (a peer restarting): the runtime does not
+    retry on top of it (``LedgerUnavailable.retried``), so this is the whole budget, as long as
+    the runtime's own on the other backends.
+    """
+
+    attempts: int = 10
     initial: float = 0.2
     factor: float = 2.0
     maximum: float = 5.0
@@ -76,3 +81,10 @@ def refusal(error: GatewayError) -> LedgerError | None:
                 return RecordError(message)
             return RuleViolation(rule, message)
     return None
+
+
+def unknown_function(exc: GatewayError, function: str) -> bool:
+    """Whether the chaincode answered that it has no ``function`` (fabric-contract-api's words)."""
+    texts = [str(exc), *(message for _, _, message in exc.details)]
+    needle = f"function that does not exist: {function}"
+    return any(needle in text for text in texts)
