@@ -30,6 +30,7 @@ from pydantic import (
 from fedchain.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_PKI",
     "ENV_PREFIX",
     "ClientSettings",
     "FabricSettings",
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 ENV_PREFIX = "FEDCHAIN_"
+#: The consortium folder when neither a flag nor ``[organization] pki`` names one.
+DEFAULT_PKI = Path("fedchain-pki")
 _ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _APP_REF_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 ConfigValue = str | int | float | bool

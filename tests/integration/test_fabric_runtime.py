@@ -36,10 +36,10 @@ from tests.integration.runtime_support import (
 )
 
 from fedchain.config import load_settings
-from fedchain.ledger import Query, Record
-from fedchain.ledger.fabric import open_fabric_ledger
+from fedchain.ledger import Entry, Query, Record
+from fedchain.ledger.factory import open_for_reading
 from fedchain.ledger.replay import replay
-from fedchain.pki import load_consortium, load_identity
+from fedchain.pki import load_consortium
 
 pytest_plugins = ["tests.fabric_support.fixtures"]
 pytestmark = pytest.mark.slow
@@ -104,6 +104,20 @@ def demo(network: tuple[StandInNetwork, Path], tmp_path_factory: pytest.TempPath
     return summary
 
 
+def channel_entries(tomls: Path, org: str, **query: Any) -> list[Entry]:
+    """Entries of the channel matching ``Query(**query)``, read as ``org`` (its fedchain.toml)."""
+    reader = open_for_reading(load_settings(tomls / f"{org}.toml", env={}))
+    try:
+        return reader.metadata_get(Query(**query))
+    finally:
+        reader.close()
+
+
+def read_channel(tomls: Path, **query: Any) -> list[Record]:
+    """Records of the channel matching ``Query(**query)``, read as org2."""
+    return [e.record for e in channel_entries(tomls, "org2", **query)]
+
+
 def test_demo_trains_every_org_on_the_fabric_channel(demo: Summary) -> None:
     assert demo["event"] == "result"
     assert demo["audit_ok"] is True, demo["problems"]
@@ -124,15 +138,8 @@ def test_the_channel_records_the_run_as_each_org_wrote_it(
     """Read back independently as org3: every record of the run is signed by the org it
     names, the write rules hold, and the global models on disk match their ledger hashes."""
     _, tomls = network
-    settings = load_settings(tomls / "org3.toml", env={})
-    assert settings.ledger.fabric is not None
-    assert settings.organization is not None
-    assert settings.organization.identity is not None
-    with open_fabric_ledger(
-        settings.ledger.fabric, load_identity(settings.organization.identity)
-    ) as ledger:
-        entries = ledger.metadata_get()
-        run_entries = ledger.metadata_get(Query(run=demo["run"]))
+    entries = channel_entries(tomls, "org3")
+    run_entries = channel_entries(tomls, "org3", run=demo["run"])
     rows = [r for r in replay(entries) if r.run == demo["run"]]
     assert [r.round for r in rows] == list(range(1, ROUNDS + 1))
     writers = {e.signer for e in run_entries}
@@ -186,17 +193,6 @@ def test_demo_without_a_network_says_how_to_start_one(tmp_path: Path) -> None:
 
 
 # -- an aggregator killed mid-run resumes from the channel -----------------------------------
-
-
-def read_channel(tomls: Path, **query: Any) -> list[Record]:
-    """Records of the channel matching ``Query(**query)``, read as org2."""
-    settings = load_settings(tomls / "org2.toml", env={})
-    assert settings.ledger.fabric is not None
-    assert settings.organization is not None
-    assert settings.organization.identity is not None
-    identity = load_identity(settings.organization.identity)
-    with open_fabric_ledger(settings.ledger.fabric, identity) as ledger:
-        return [e.record for e in ledger.metadata_get(Query(**query))]
 
 
 def test_aggregator_killed_on_fabric_resumes_the_run_from_the_channel(

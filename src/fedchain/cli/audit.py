@@ -11,12 +11,12 @@ import typer
 from rich.table import Table
 
 from fedchain.cli._common import console, fail, run_cli
-from fedchain.cli.ledger_access import open_for_reading
 from fedchain.cli.options import load
 from fedchain.config import Settings
 from fedchain.errors import LedgerCorrupted
 from fedchain.ledger.audit import MODEL_SUFFIX, audit
 from fedchain.ledger.audit_report import AuditReport, RoundSummary
+from fedchain.ledger.factory import open_for_reading
 from fedchain.ledger.replay import replay
 from fedchain.pki import load_consortium
 

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from fedchain.cli._common import console, run_cli
 from fedchain.cli.progress import EventSink
+from fedchain.runtime.demo_ledgers import DEFAULT_NETWORK  # light: no Flower
 
 if TYPE_CHECKING:
     from fedchain.runtime.demo import DemoResult
@@ -42,7 +43,7 @@ def demo(
     network: Annotated[
         Path,
         Opt(help="With --ledger fabric: the folder of fedchain.toml files network.sh wrote"),
-    ] = Path("fabric-network/.work/fedchain"),
+    ] = DEFAULT_NETWORK,
     json_output: Annotated[bool, Opt("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Train the built-in digits app across separate org processes over mTLS, then check the

@@ -11,10 +11,10 @@ import typer
 from rich.table import Table
 
 from fedchain.cli._common import console, password_from_env, run_cli
-from fedchain.cli.ledger_access import open_for_reading
 from fedchain.cli.options import load
 from fedchain.ledger.base import Entry, Query
 from fedchain.ledger.embedded import EmbeddedLedger
+from fedchain.ledger.factory import open_for_reading
 from fedchain.ledger.records import Record
 from fedchain.pki import AGGREGATOR_NAME, identity_dir, load_consortium, load_identity
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fedchain.cli._common import password_from_env
-from fedchain.config import LedgerSettings, Settings, load_settings
+from fedchain.config import DEFAULT_PKI, LedgerSettings, Settings, load_settings
 from fedchain.errors import ConfigError
 from fedchain.pki import AGGREGATOR_NAME, load_consortium
 from fedchain.runtime.apps import DEFAULT_CLIENT_APP, DEFAULT_SERVER_APP
@@ -18,8 +18,6 @@ if TYPE_CHECKING:  # the runtime imports Flower: keep `fedchain --help` and `aud
     from fedchain.runtime.process import ClientOptions, ServerOptions
 
 __all__ = ["client_options", "load", "server_options"]
-
-DEFAULT_PKI = Path("fedchain-pki")
 
 
 def load(config: Path | None) -> Settings:

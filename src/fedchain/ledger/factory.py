@@ -5,16 +5,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from fedchain.config import LedgerSettings
-from fedchain.errors import LedgerError
+from fedchain.config import DEFAULT_PKI, LedgerSettings, Settings
+from fedchain.errors import ConfigError, LedgerError
 from fedchain.ledger.base import Ledger
 from fedchain.ledger.chain import consortium_record
 from fedchain.ledger.embedded import EmbeddedLedger
 from fedchain.ledger.memory import MemoryLedger, MemoryStore
-from fedchain.pki import Consortium, Identity
+from fedchain.pki import Consortium, Identity, load_consortium, load_identity
 
-__all__ = ["open_ledger"]
+__all__ = ["open_for_reading", "open_ledger"]
 
 _MEMORY: dict[tuple[str, str, str], MemoryStore] = {}
 _MEMORY_LOCK = threading.Lock()
@@ -52,6 +53,23 @@ def open_ledger(
     raise LedgerError(
         f"ledger backend {settings.backend!r} is not available yet; use 'embedded' or 'memory'"
     )
+
+
+def open_for_reading(settings: Settings, pki: Path | None = None) -> Ledger:
+    """A handle that reads the ledger ``settings`` name (audit, ``ledger show``, the demo).
+
+    The embedded file opens read-only with no identity. A ledger that is not a local file (a
+    Fabric channel) is read as this organization: ``[organization] identity`` signs the queries,
+    and the consortium (``pki``, else ``[organization] pki``) must be the channel's.
+    """
+    if settings.ledger.backend == "embedded":
+        return EmbeddedLedger.open(settings.ledger.path)
+    org = settings.organization
+    if org is None or org.identity is None:
+        backend = settings.ledger.backend
+        raise ConfigError(f"reading a {backend} ledger needs [organization] identity")
+    consortium = load_consortium(pki or org.pki or DEFAULT_PKI)
+    return open_ledger(settings.ledger, load_identity(org.identity), consortium)
 
 
 def _fabric(

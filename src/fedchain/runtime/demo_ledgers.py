@@ -21,9 +21,9 @@ from fedchain.config import Settings, load_settings
 from fedchain.errors import ConfigError
 from fedchain.ledger.audit import MODEL_SUFFIX, audit, check_models
 from fedchain.ledger.audit_report import RoundSummary
-from fedchain.ledger.factory import open_ledger
+from fedchain.ledger.factory import open_for_reading
 from fedchain.ledger.replay import replay
-from fedchain.pki import init_consortium, load_consortium, load_identity
+from fedchain.pki import init_consortium
 
 __all__ = ["DEFAULT_NETWORK", "DemoPlan", "LedgerCheck", "embedded_plan", "fabric_plan"]
 
@@ -138,11 +138,7 @@ def _fabric_settings(path: Path) -> Settings:
 
 def _replay_check(aggregator: Settings, models: Path, run: str) -> LedgerCheck:
     """Read the channel as the aggregator, replay every record, check the run's models."""
-    org = aggregator.organization
-    if org is None or org.identity is None:
-        raise ConfigError("the aggregator's fedchain.toml needs [organization] identity")
-    consortium = load_consortium(org.pki or Path("fedchain-pki"))
-    handle = open_ledger(aggregator.ledger, load_identity(org.identity), consortium)
+    handle = open_for_reading(aggregator)
     try:
         entries = handle.metadata_get()
     finally:

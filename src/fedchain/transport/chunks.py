@@ -64,6 +64,7 @@ class SharedChunks:
         """How many chunks are copied out and kept for open readers right now."""
         with self._lock:
             self._forget_dropped()
+            self._evict()
             return len(self._held)
 
     def __iter__(self) -> ChunkReader:
@@ -104,10 +105,9 @@ class SharedChunks:
             self._evict()
 
     def _forget_dropped(self) -> None:
-        """Give up the places of garbage-collected readers (lock held)."""
+        """Give up the places of garbage-collected readers (lock held; the caller evicts)."""
         while self._dropped:
             self._next.pop(self._dropped.popleft(), None)
-        self._evict()
 
     def _evict(self) -> None:
         """Drop the chunks that every open reader has passed (lock held)."""
