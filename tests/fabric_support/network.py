@@ -62,13 +62,13 @@ class StandInNetwork:
         self.server = grpc.server(ThreadPoolExecutor(max_workers=64))
         gateway_pb2_grpc.add_GatewayServicer_to_server(self.service, self.server)
         # As on Fabric, every endorsing organization's peer hosts a gateway, its TLS server
-        # certificate issued by that organization's CA.
+        # certificate issued by that organization's TLS CA.
         self.endpoints: dict[str, str] = {}
         self.tls_cas: dict[str, bytes] = {}
         for org in endorsing_orgs:
-            ca_cert, ca_key = load_ca(pki_dir, org)
+            ca_cert, ca_key = load_ca(pki_dir, org, kind="tlsca")
             tls = issue_identity(
-                ca_cert, ca_key, org=org, name="gateway-tls", role="server", now=now
+                ca_cert, ca_key, org=org, name="gateway-tls", role="peer", now=now, profile="tls"
             )
             credentials = grpc.ssl_server_credentials([(tls.key_pem(), tls.cert_pem)])
             port = self.server.add_secure_port("127.0.0.1:0", credentials)

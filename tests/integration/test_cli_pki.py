@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -71,7 +72,9 @@ def test_show_json_lists_every_identity_with_real_fingerprints(made: Path) -> No
     assert info["aggregator"] == "org2"
     assert [o["id"] for o in info["orgs"]] == ["org1", "org2", "org3"]
     assert [o["id"] for o in info["orgs"] if o["aggregator"]] == ["org2"]
-    assert {o["id"]: o["ca_sha256"] for o in info["orgs"]} == load_consortium(made).fingerprints()
+    cons = load_consortium(made)
+    assert {o["id"]: o["ca_sha256"] for o in info["orgs"]} == cons.fingerprints()
+    assert {o["id"]: o["tlsca_sha256"] for o in info["orgs"]} == cons.tls_fingerprints()
     names = {(i["org"], i["name"], i["role"]) for i in info["identities"]}
     expected = {
         (org, name, role)
@@ -201,3 +204,27 @@ def test_installed_console_script(made: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["aggregator"] == "org2"
+
+
+def test_a_pki_of_the_old_single_ca_layout_gets_one_line_saying_how_to_reissue(
+    made: Path, tmp_path: Path
+) -> None:
+    """The layout an older fedchain wrote (one CA per org, no tls/ folders, no TLS CA in
+    consortium.json): refused in one line naming the fix, before Fabric could panic on it."""
+    old = tmp_path / "old"
+    shutil.copytree(made, old)
+    doc = json.loads((old / "consortium.json").read_text())
+    for entry in doc["orgs"]:
+        del entry["tlsca_sha256"]
+    (old / "consortium.json").write_text(json.dumps(doc))
+    for tls in old.rglob("tls"):
+        shutil.rmtree(tls)
+    for org in ("org1", "org2", "org3"):
+        msp = old / org / "msp"
+        shutil.copyfile(msp / "cacerts" / "ca.pem", msp / "tlscacerts" / "ca.pem")
+    for args in (
+        ("pki", "show", old),
+        ("pki", "fabric-nodes", "--pki", old, "--out", tmp_path / "crypto"),
+    ):
+        assert_one_line_error(run(*args), "older fedchain", "fedchain pki init --force")
+    assert not (tmp_path / "crypto").exists()

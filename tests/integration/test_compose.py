@@ -287,14 +287,15 @@ def test_setup_step_issues_complete_msps_for_the_container_host_names(shared: Pa
             == ["peer"]  # fmt: skip
         assert peer in sans(local(env["CORE_PEER_TLS_CERT_FILE"], shared))
         assert local(env["CORE_PEER_TLS_KEY_FILE"], shared).is_file()
-        org_ca = shared / "pki" / org / "msp" / "cacerts" / "ca.pem"
-        assert local(env["CORE_PEER_TLS_ROOTCERT_FILE"], shared).read_bytes() == org_ca.read_bytes()
+        org_tls_ca = shared / "pki" / org / "msp" / "tlscacerts" / "ca.pem"
+        root = local(env["CORE_PEER_TLS_ROOTCERT_FILE"], shared).read_bytes()
+        assert root == org_tls_ca.read_bytes()
     orderer = env_of(ORDERER)
     assert ORDERER in sans(local(orderer["ORDERER_GENERAL_TLS_CERTIFICATE"], shared))
     for rel in MSP_FILES:
         assert (local(orderer["ORDERER_GENERAL_LOCALMSPDIR"], shared) / rel).is_file()
-    aggregator_cert = shared / "pki" / TOPO["AGGREGATOR_ORG"] / "users/aggregator/msp/signcerts"
-    assert "aggregator" in sans(aggregator_cert / "cert.pem")  # clients dial aggregator:9443
+    aggregator_tls = shared / "pki" / TOPO["AGGREGATOR_ORG"] / "users/aggregator/tls"
+    assert "aggregator" in sans(aggregator_tls / "server.crt")  # clients dial aggregator:9443
 
 
 def test_network_sh_crypto_is_the_same_step_and_keeps_what_exists(
@@ -337,9 +338,11 @@ def test_network_sh_toml_files_point_at_the_generated_material(
         assert settings.organization is not None
         assert settings.organization.identity is not None
         assert fabric.identity == settings.organization.identity / "msp"
-        # The ledger identity is the process's own, issued by the CA its peer's TLS chains to.
+        # The ledger identity is the process's own, issued by its org's signing CA; its peer's
+        # TLS chains to the same org's TLS CA.
         cert = load_cert(fabric.identity / "signcerts" / "cert.pem")
-        cert.verify_directly_issued_by(load_cert(fabric.tls_ca))
+        cert.verify_directly_issued_by(load_cert(fabric.identity / "cacerts" / "ca.pem"))
+        assert fabric.tls_ca == shared / "pki" / org / "msp" / "tlscacerts" / "ca.pem"
         peer_tls = shared / "crypto" / org / "peers" / TOPO["PEER_NAME"] / "tls" / "server.crt"
         load_cert(peer_tls).verify_directly_issued_by(load_cert(fabric.tls_ca))
         expected = "aggregator" if role == "server" else "client1"

@@ -11,6 +11,7 @@ import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import CancelledError
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from fedchain.pki import (
     Identity,
     identity_dir,
     init_consortium,
-    issue_identity,
+    issue_member,
     load_ca,
     load_consortium,
     load_identity,
@@ -185,14 +186,42 @@ def test_client_with_certificate_from_unknown_ca_fails_the_handshake(
     assert org2.ping() == "org2"  # the real member still gets in
 
 
+def test_a_signing_certificate_is_no_data_plane_identity(
+    server: Any, org2: DataPlaneClient, consortium_dir: Path, consortium: Consortium
+) -> None:
+    """Signing certificates carry no EKU (Fabric needs that) and chain to no TLS CA: a member
+    presenting one over mTLS, or an aggregator serving with its own, fails the handshake."""
+    member = _identity(consortium_dir, "org2")
+    as_tls = replace(member, tls=replace(member, tls=None))  # the signcert used for TLS
+    with (
+        DataPlaneClient(server[1], as_tls, consortium, timeout=TIMEOUT) as client,
+        pytest.raises(TransportError) as info,
+    ):
+        client.ping()
+    assert not isinstance(info.value, PeerAuthError | PayloadError)  # refused before any RPC
+    agg = _identity(consortium_dir, "org1", "aggregator")
+    signcert_server = replace(agg, tls=replace(agg, tls=None))
+    srv = DataPlaneServer(signcert_server, consortium, max_payload_bytes=MiB)
+    port = srv.start("127.0.0.1:0")
+    try:
+        with (
+            DataPlaneClient(f"127.0.0.1:{port}", member, consortium, timeout=TIMEOUT) as client,
+            pytest.raises(TransportError),
+        ):
+            client.ping()
+    finally:
+        srv.stop(0)
+    assert org2.ping() == "org2"  # the member's TLS certificate still gets in
+
+
 def test_client_refuses_a_server_that_is_not_the_aggregator_org(
     consortium_dir: Path, consortium: Consortium
 ) -> None:
     # org2 holds a perfectly valid server certificate from its own CA, yet is not the aggregator.
-    ca_cert, ca_key = load_ca(consortium_dir, "org2")
-    impostor = issue_identity(
-        ca_cert, ca_key, org="org2", name="impostor", role="server", now=datetime.now(UTC)
-    )
+    impostor = issue_member(
+        load_ca(consortium_dir, "org2"), load_ca(consortium_dir, "org2", kind="tlsca"),
+        org="org2", name="impostor", role="server", now=datetime.now(UTC),
+    )  # fmt: skip
     srv = DataPlaneServer(impostor, consortium, max_payload_bytes=MiB)
     port = srv.start("127.0.0.1:0")
     try:

@@ -470,11 +470,18 @@ def test_node_msp_folders_are_complete_and_signed_by_their_org_ca(
                     "keystore/key.pem"):  # fmt: skip
             assert (msp / rel).is_file(), f"{msp / rel} missing"
         assert stat.S_IMODE((msp / "keystore" / "key.pem").stat().st_mode) == 0o600
-        ca_cert, _ = load_ca(out if node.org == "ordererorg" else consortium_dir, node.org)
+        home = out if node.org == "ordererorg" else consortium_dir
+        ca_cert, _ = load_ca(home, node.org)
+        tls_ca_cert, _ = load_ca(home, node.org, kind="tlsca")
         cert = load_cert(msp / "signcerts" / "cert.pem")
         cert.verify_directly_issued_by(ca_cert)
         assert ou(cert) == [node.role]
+        # Fabric's MSP (Go x509.Verify, no key usage named) refuses an EKU without serverAuth.
+        with pytest.raises(x509.ExtensionNotFound):
+            cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
         assert load_cert(msp / "cacerts" / "ca.pem") == ca_cert
+        assert load_cert(msp / "tlscacerts" / "ca.pem") == tls_ca_cert
+        assert tls_ca_cert != ca_cert
         assert "NodeOUs" in (msp / "config.yaml").read_text()
     assert (out / "ordererorg" / "msp" / "cacerts" / "ca.pem").is_file()
     assert stat.S_IMODE((out / "ordererorg" / "ca" / "ca.key").stat().st_mode) == 0o600
@@ -496,8 +503,9 @@ def test_node_tls_certificates_carry_the_node_host_names(nodes: list[FabricNode]
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         assert ExtendedKeyUsageOID.SERVER_AUTH in eku
         assert ExtendedKeyUsageOID.CLIENT_AUTH in eku
-        org_ca = (node.path / "msp" / "cacerts" / "ca.pem").read_bytes()
-        assert (tls / "ca.crt").read_bytes() == org_ca
+        tls_ca = (node.path / "msp" / "tlscacerts" / "ca.pem").read_bytes()
+        assert (tls / "ca.crt").read_bytes() == tls_ca
+        cert.verify_directly_issued_by(load_cert(tls / "ca.crt"))
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import shutil
 import ssl
 import stat
@@ -36,6 +37,7 @@ from fedchain.pki import (
     issue_identity,
     list_identities,
     load_ca,
+    load_cert,
     load_consortium,
     load_identity,
     sign,
@@ -70,14 +72,16 @@ def test_ca_is_self_signed_p256_ca() -> None:
     assert ca.not_valid_after_utc == NOW + timedelta(days=3650)
 
 
-def test_client_identity_chain_subject_and_usage() -> None:
+def test_signing_identity_chain_subject_and_usage_without_eku() -> None:
     ca, ca_key = create_ca("org1", now=NOW)
     ident = issue_identity(ca, ca_key, org="org1", name="client1", role="client", now=NOW)
     ident.cert.verify_directly_issued_by(ca)
     assert (ident.org, ident.name, ident.role) == ("org1", "client1", "client")
     assert ident.cert.subject.rfc4514_string() == "OU=client,O=org1,CN=client1"
-    eku = _ext(ident.cert, x509.ExtendedKeyUsage)
-    assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]  # type: ignore[call-overload]
+    # Fabric's MSP validates with Go's x509.Verify, which refuses an EKU lacking serverAuth:
+    # signing certificates carry no EKU at all, as cryptogen and Fabric CA issue them.
+    with pytest.raises(x509.ExtensionNotFound):
+        ident.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
     ku = _ext(ident.cert, x509.KeyUsage)
     assert isinstance(ku, x509.KeyUsage)
     assert ku.digital_signature
@@ -91,17 +95,40 @@ def test_client_identity_chain_subject_and_usage() -> None:
     assert aki.key_identifier == ski.digest
 
 
-def test_server_identity_has_server_auth_and_sans() -> None:
+def test_server_signing_identity_has_neither_eku_nor_sans() -> None:
     ca, ca_key = create_ca("org1", now=NOW)
     ident = issue_identity(
-        ca,
-        ca_key,
-        org="org1",
-        name="aggregator",
-        role="server",
-        hosts=["agg.example.org", "10.0.0.7", "localhost"],
-        now=NOW,
+        ca, ca_key, org="org1", name="aggregator", role="server", hosts=["agg"], now=NOW
     )
+    for cls in (x509.ExtendedKeyUsage, x509.SubjectAlternativeName):
+        with pytest.raises(x509.ExtensionNotFound):
+            ident.cert.extensions.get_extension_for_class(cls)
+    # Fabric NodeOUs: exactly one of client/peer/admin/orderer, so the aggregator can sign txs.
+    assert [ou for ou in _ous(ident.cert) if ou in {"client", "peer", "admin", "orderer"}] == [
+        "client"
+    ]
+    assert ident.role == "server"
+
+
+def test_tls_client_certificate_is_client_auth_only() -> None:
+    ca, ca_key = create_ca("org1", now=NOW, kind="tlsca")
+    assert ca.subject.rfc4514_string() == "O=org1,CN=tlsca.org1"
+    ident = issue_identity(
+        ca, ca_key, org="org1", name="client1", role="client", now=NOW, profile="tls"
+    )
+    eku = _ext(ident.cert, x509.ExtendedKeyUsage)
+    assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]  # type: ignore[call-overload]
+    with pytest.raises(x509.ExtensionNotFound):
+        ident.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+
+
+@pytest.mark.parametrize("role", ["server", "peer", "orderer"])
+def test_tls_certificate_of_a_listening_role_has_server_auth_and_sans(role: str) -> None:
+    ca, ca_key = create_ca("org1", now=NOW, kind="tlsca")
+    ident = issue_identity(
+        ca, ca_key, org="org1", name="node", role=role,  # type: ignore[arg-type]
+        hosts=["agg.example.org", "10.0.0.7", "localhost"], now=NOW, profile="tls",
+    )  # fmt: skip
     eku = _ext(ident.cert, x509.ExtendedKeyUsage)
     assert set(eku) == {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH}  # type: ignore[call-overload]
     san = _ext(ident.cert, x509.SubjectAlternativeName)
@@ -111,11 +138,15 @@ def test_server_identity_has_server_auth_and_sans() -> None:
         ipaddress.ip_address("127.0.0.1"),
         ipaddress.ip_address("10.0.0.7"),
     ]
-    # Fabric NodeOUs: exactly one of client/peer/admin/orderer, so the aggregator can sign txs.
-    assert [ou for ou in _ous(ident.cert) if ou in {"client", "peer", "admin", "orderer"}] == [
-        "client"
-    ]
-    assert ident.role == "server"
+
+
+def test_each_profile_is_issued_by_its_own_ca_only() -> None:
+    ca, ca_key = create_ca("org1", now=NOW)
+    tlsca, tlsca_key = create_ca("org1", now=NOW, kind="tlsca")
+    with pytest.raises(PKIError, match="tls certificate must be issued by the tlsca"):
+        issue_identity(ca, ca_key, org="org1", name="c", role="client", now=NOW, profile="tls")
+    with pytest.raises(PKIError, match="sign certificate must be issued by the ca"):
+        issue_identity(tlsca, tlsca_key, org="org1", name="c", role="client", now=NOW)
 
 
 def test_identity_validity_is_clipped_to_the_ca() -> None:
@@ -301,11 +332,29 @@ def test_org_of_refuses_a_ca_certificate(consortium: Consortium) -> None:
 def test_consortium_bundle_and_fingerprints(consortium: Consortium) -> None:
     assert consortium.orgs == ("org1", "org2", "org3")
     assert consortium.aggregator == "org1"
-    bundle = x509.load_pem_x509_certificates(consortium.ca_bundle_pem())
-    assert [fingerprint(c) for c in bundle] == list(consortium.fingerprints().values())
+    bundle = x509.load_pem_x509_certificates(consortium.tls_ca_bundle_pem())
+    assert [fingerprint(c) for c in bundle] == list(consortium.tls_fingerprints().values())
     assert list(consortium.fingerprints()) == ["org1", "org2", "org3"]
+    tls_shas = consortium.tls_fingerprints().values()
+    assert set(consortium.fingerprints().values()).isdisjoint(tls_shas)
     with pytest.raises(PKIError, match="aggregator"):
         Consortium(name="x", aggregator="org9", cas=dict(consortium.cas))
+    with pytest.raises(PKIError, match="another CA than its signing CA"):
+        Consortium(name="x", aggregator="org1", cas=consortium.cas, tls_cas=consortium.cas)
+
+
+def test_tls_and_signing_certificates_are_told_apart(
+    consortium_dir: Path, consortium: Consortium
+) -> None:
+    member = load_identity(identity_dir(consortium_dir, "org2", "client1"))
+    tls = member.tls_identity()
+    assert (tls.org, tls.name, tls.role) == ("org2", "client1", "client")
+    assert consortium.tls_org_of(tls.cert) == "org2"
+    assert consortium.org_of(member.cert) == "org2"
+    with pytest.raises(CertificateError, match="not a TLS CA"):
+        consortium.tls_org_of(member.cert)  # a signing certificate is no TLS identity
+    with pytest.raises(CertificateError, match="not a CA"):
+        consortium.org_of(tls.cert)  # nor a TLS certificate a ledger signer
 
 
 # --- on disk ------------------------------------------------------------------------------
@@ -314,17 +363,68 @@ def test_consortium_bundle_and_fingerprints(consortium: Consortium) -> None:
 def test_layout_and_key_modes(consortium_dir: Path) -> None:
     for org in ("org1", "org2", "org3"):
         msp = consortium_dir / org / "msp"
-        ca_pem = (msp / "cacerts" / "ca.pem").read_bytes()
-        assert (msp / "tlscacerts" / "ca.pem").read_bytes() == ca_pem
+        assert load_cert(msp / "cacerts" / "ca.pem") == load_ca(consortium_dir, org)[0]
+        tls_ca = load_ca(consortium_dir, org, kind="tlsca")[0]
+        assert load_cert(msp / "tlscacerts" / "ca.pem") == tls_ca
         assert b"OrganizationalUnitIdentifier: client" in (msp / "config.yaml").read_bytes()
         assert not list(msp.rglob("*.key"))
         assert not (msp / "keystore").exists()
         assert stat.S_IMODE((consortium_dir / org / "ca").stat().st_mode) == 0o700
-    keys = [*consortium_dir.rglob("key.pem"), *consortium_dir.rglob("ca.key")]
-    assert len(keys) == 3 + 3 * 3 + 1  # CA keys, admin+2 clients per org, aggregator
+        for member in (consortium_dir / org / "users").iterdir():
+            stem = "server" if member.name == "aggregator" else "client"
+            assert load_cert(member / "tls" / "ca.crt") == tls_ca
+            load_cert(member / "tls" / f"{stem}.crt").verify_directly_issued_by(tls_ca)
+    keys = [*consortium_dir.rglob("*.key"), *consortium_dir.rglob("key.pem")]
+    # signing and TLS CA per org; per member (admin + 2 clients per org, the aggregator) a
+    # signing key and a TLS key
+    assert len(keys) == 2 * 3 + 2 * (3 * 3 + 1)
     for key in keys:
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
     assert not (consortium_dir / "org2" / "users" / "aggregator").exists()
+
+
+def test_a_pki_made_by_the_old_single_ca_code_gets_a_reissue_hint(
+    consortium_dir: Path, tmp_path: Path
+) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(consortium_dir, old)
+    doc = json.loads((old / "consortium.json").read_text())
+    for entry in doc["orgs"]:
+        del entry["tlsca_sha256"]
+    (old / "consortium.json").write_text(json.dumps(doc))
+    with pytest.raises(PKIError, match=r"older fedchain.*fedchain pki init --force"):
+        load_consortium(old)
+
+
+def test_a_signing_certificate_with_client_auth_only_gets_a_reissue_hint(tmp_path: Path) -> None:
+    """What the old code issued, and Fabric refuses: a clear error, not a Fabric panic."""
+    ca, ca_key = create_ca("org1", now=datetime.now(UTC))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([
+            x509.NameAttribute(NameOID.COMMON_NAME, "client1"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "org1"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "client"),
+        ]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime.now(UTC) - timedelta(minutes=1))
+        .not_valid_after(datetime.now(UTC) + timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    msp = tmp_path / "client1" / "msp"
+    (msp / "signcerts").mkdir(parents=True)
+    (msp / "keystore").mkdir()
+    (msp / "signcerts" / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (msp / "keystore" / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                          serialization.NoEncryption())
+    )  # fmt: skip
+    with pytest.raises(PKIError, match=r"clientAuth only.*fedchain pki init --force"):
+        load_identity(tmp_path / "client1")
 
 
 def test_load_identity_from_folder_or_msp(consortium_dir: Path) -> None:
@@ -468,32 +568,50 @@ def test_aggregator_and_client_certs_do_mutual_tls(
     consortium_dir: Path, consortium: Consortium, tmp_path: Path, server_name: str
 ) -> None:
     bundle = tmp_path / "bundle.pem"
-    bundle.write_bytes(consortium.ca_bundle_pem())
-    agg = identity_dir(consortium_dir, "org1", "aggregator") / "msp"
-    org2 = identity_dir(consortium_dir, "org2", "client1") / "msp"
+    bundle.write_bytes(consortium.tls_ca_bundle_pem())
+    agg = identity_dir(consortium_dir, "org1", "aggregator") / "tls"
+    org2 = identity_dir(consortium_dir, "org2", "client1") / "tls"
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(agg / "signcerts/cert.pem", agg / "keystore/key.pem")
+    server_ctx.load_cert_chain(agg / "server.crt", agg / "server.key")
     server_ctx.load_verify_locations(bundle)
     server_ctx.verify_mode = ssl.CERT_REQUIRED
     client_ctx = ssl.create_default_context(cafile=str(bundle))
-    client_ctx.load_cert_chain(org2 / "signcerts/cert.pem", org2 / "keystore/key.pem")
+    client_ctx.load_cert_chain(org2 / "client.crt", org2 / "client.key")
     bios = [ssl.MemoryBIO() for _ in range(4)]
     client = client_ctx.wrap_bio(bios[0], bios[1], server_hostname=server_name)
     server = server_ctx.wrap_bio(bios[2], bios[3], server_side=True)
     _handshake(client, server, bios)
     peer = server.getpeercert(binary_form=True)
     assert peer is not None
-    assert consortium.org_of(x509.load_der_x509_certificate(peer)) == "org2"
+    assert consortium.tls_org_of(x509.load_der_x509_certificate(peer)) == "org2"
+
+
+def test_signing_certificate_cannot_serve_tls(
+    consortium_dir: Path, consortium: Consortium, tmp_path: Path
+) -> None:
+    """The aggregator's own signing certificate (no EKU) chains to no CA that TLS trusts."""
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(consortium.tls_ca_bundle_pem())
+    msp = identity_dir(consortium_dir, "org1", "aggregator") / "msp"
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(msp / "signcerts/cert.pem", msp / "keystore/key.pem")
+    client_ctx = ssl.create_default_context(cafile=str(bundle))
+    client_ctx.check_hostname = False
+    bios = [ssl.MemoryBIO() for _ in range(4)]
+    client = client_ctx.wrap_bio(bios[0], bios[1])
+    server = server_ctx.wrap_bio(bios[2], bios[3], server_side=True)
+    with pytest.raises(ssl.SSLCertVerificationError, match="unable to get local issuer"):
+        _handshake(client, server, bios)
 
 
 def test_client_certificate_cannot_serve_tls(
     consortium_dir: Path, consortium: Consortium, tmp_path: Path
 ) -> None:
     bundle = tmp_path / "bundle.pem"
-    bundle.write_bytes(consortium.ca_bundle_pem())
-    msp = identity_dir(consortium_dir, "org2", "client1") / "msp"
+    bundle.write_bytes(consortium.tls_ca_bundle_pem())
+    tls = identity_dir(consortium_dir, "org2", "client1") / "tls"
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(msp / "signcerts/cert.pem", msp / "keystore/key.pem")
+    server_ctx.load_cert_chain(tls / "client.crt", tls / "client.key")
     client_ctx = ssl.create_default_context(cafile=str(bundle))
     client_ctx.check_hostname = False  # isolate the EKU check from the (absent) SANs
     bios = [ssl.MemoryBIO() for _ in range(4)]

@@ -100,11 +100,16 @@ def show_command(
 
 def _print_summary(info: dict[str, Any]) -> None:
     """Two rich tables: organizations, then identities (aggregator marked with *)."""
-    org_table = Table("organization", "CA sha256", "CA expires", title="organizations")
+    org_table = Table(
+        "organization", "CA sha256", "TLS CA sha256", "CA expires", title="organizations"
+    )
     for org in info["orgs"]:
         mark = " *" if org["aggregator"] else ""
         org_table.add_row(
-            org["id"] + mark, org["ca_sha256"][:16] + "…", org["ca_not_valid_after"][:10]
+            org["id"] + mark,
+            org["ca_sha256"][:16] + "…",
+            org["tlsca_sha256"][:16] + "…",
+            org["ca_not_valid_after"][:10],
         )
     console.print(org_table)
     id_table = Table("org", "name", "role", "fingerprint", "expires", title="identities")

@@ -1,8 +1,8 @@
 """Organization PKI: per-org CAs, identities, Fabric-MSP-style folders, low-S signatures.
 
-Pure functions over ``cryptography`` (ECDSA P-256, SHA-256). One CA per organization signs
-both its ledger-signing identities and its TLS certificates. See :mod:`fedchain.pki.store` for
-the on-disk layout written by :func:`init_consortium`.
+Pure functions over ``cryptography`` (ECDSA P-256, SHA-256). Each organization has a signing
+CA (ledger and Fabric identities, no EKU) and a TLS CA (the mTLS data plane). See
+:mod:`fedchain.pki.store` for the on-disk layout written by :func:`init_consortium`.
 """
 
 from fedchain.pki.certs import (
@@ -12,6 +12,7 @@ from fedchain.pki.certs import (
     create_ca,
     fingerprint,
     issue_identity,
+    issue_member,
     role_of,
     server_sans,
     validate_id,
@@ -47,6 +48,7 @@ __all__ = [
     "init_consortium",
     "is_low_s",
     "issue_identity",
+    "issue_member",
     "list_identities",
     "load_ca",
     "load_cert",

@@ -11,17 +11,18 @@ __all__ = ["describe_consortium"]
 
 
 def describe_consortium(pki_dir: Path) -> dict[str, Any]:
-    """Organizations (CA fingerprint and expiry) and identities (role, fingerprint, expiry).
+    """Organizations (CA fingerprints and expiry) and identities (role, fingerprint, expiry).
 
     Only public files are read, so no key password is needed. The aggregator organization and
     its server identity carry ``"aggregator": true``.
     """
     cons = load_consortium(pki_dir)
-    fingerprints = cons.fingerprints()
+    fingerprints, tls_fingerprints = cons.fingerprints(), cons.tls_fingerprints()
     orgs = [
         {
             "id": org,
             "ca_sha256": fingerprints[org],
+            "tlsca_sha256": tls_fingerprints[org],
             "ca_not_valid_after": cons.cas[org].not_valid_after_utc.isoformat(),
             "aggregator": org == cons.aggregator,
         }

@@ -2,13 +2,14 @@
 
 A Fabric network needs, besides the organizations' members, a signing identity and a TLS server
 certificate for every node. :func:`init_fabric_nodes` issues them from the CAs of an existing
-fedchain PKI (``fedchain pki init``), so one CA per organization still signs everything, and
-adds an orderer organization with its own CA (it orders transactions but is not a fedchain
-organization, so it is not in ``consortium.json``). Layout under ``out``::
+fedchain PKI (``fedchain pki init``): the signing certificate from the organization's signing
+CA (no EKU, as Fabric's MSP requires), the TLS certificate from its TLS CA. It adds an orderer
+organization with its own two CAs (it orders transactions but is not a fedchain organization,
+so it is not in ``consortium.json``). Layout under ``out``::
 
     <org>/peers/<peer>/msp/               role peer (signcerts, keystore, cacerts, ...)
     <org>/peers/<peer>/tls/               ca.crt, server.crt, server.key
-    <orderer-org>/ca/ca.pem, ca.key       the orderer organization's CA
+    <orderer-org>/ca/                     the orderer organization's CAs (ca.*, tlsca.*)
     <orderer-org>/msp/                    its public MSP (configtx.yaml MSPDir)
     <orderer-org>/orderers/<orderer>/msp/ role orderer, and tls/ as for peers
     <orderer-org>/users/admin/msp/        role admin
@@ -31,13 +32,11 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from fedchain.errors import IdentityNotFoundError, PKIError
-from fedchain.pki.certs import Identity, Role, create_ca, issue_identity, server_sans, validate_id
-from fedchain.pki.msp import load_cert, serialize_key, write_file, write_msp
-from fedchain.pki.store import load_ca, load_consortium
+from fedchain.pki.certs import CA, Role, create_ca, server_sans, validate_id
+from fedchain.pki.msp import load_cert, tls_stem, write_msp
+from fedchain.pki.store import load_ca, load_consortium, write_ca, write_member
 
 __all__ = [
     "DEFAULT_ORDERER",
@@ -59,7 +58,6 @@ _MSP_FILES = (
     "signcerts/cert.pem",
     "keystore/key.pem",
 )
-CA = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 
 
 @dataclass(frozen=True)
@@ -79,38 +77,22 @@ def node_hosts(org: str, name: str, extra: Sequence[str] = ()) -> list[str]:
     return [f"{name}.{org}".lower(), *extra]
 
 
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _write_tls(folder: Path, ca_cert: x509.Certificate, tls: Identity, *, server: bool) -> None:
-    """``ca.crt`` plus ``server.crt/key`` (or ``client.crt/key``), Fabric's file names."""
-    if tls.key is None:
-        raise PKIError(f"TLS identity {tls.org}/{tls.name} has no key to write")
-    stem = "server" if server else "client"
-    write_file(folder / "ca.crt", _pem(ca_cert))
-    write_file(folder / f"{stem}.crt", tls.cert_pem)
-    write_file(folder / f"{stem}.key", serialize_key(tls.key, None), private=True)
-
-
-def _tls_files(server: bool) -> tuple[str, ...]:
-    stem = "server" if server else "client"
-    return ("ca.crt", f"{stem}.crt", f"{stem}.key")
-
-
 def _check_existing(
-    folder: Path, ca_cert: x509.Certificate, hosts: Sequence[str], *, server: bool
-) -> None:
+    folder: Path, sign_ca: x509.Certificate, tls_ca: x509.Certificate, hosts: Sequence[str],
+    *, role: str,
+) -> None:  # fmt: skip
     """Refuse a node folder that is partial, from another CA, or lacks a requested SAN."""
+    stem = tls_stem(role)
     msp_files = [folder / "msp" / f for f in _MSP_FILES]
-    tls_files = [folder / "tls" / f for f in _tls_files(server)]
+    tls_files = [folder / "tls" / f for f in ("ca.crt", f"{stem}.crt", f"{stem}.key")]
     missing = [str(p.relative_to(folder)) for p in msp_files + tls_files if not p.is_file()]
     if missing:
         raise PKIError(
             f"{folder} is incomplete (missing {', '.join(missing)}); remove it and run again"
         )
     tls_cert = load_cert(tls_files[1])
-    for path, cert in ((msp_files[3], load_cert(msp_files[3])), (tls_files[1], tls_cert)):
+    pairs = ((msp_files[3], load_cert(msp_files[3]), sign_ca), (tls_files[1], tls_cert, tls_ca))
+    for path, cert, ca_cert in pairs:
         try:
             cert.verify_directly_issued_by(ca_cert)
         except (InvalidSignature, ValueError, TypeError) as exc:
@@ -118,7 +100,7 @@ def _check_existing(
                 f"{path} was not issued by the current CA of its organization; "
                 f"remove {folder} and run again"
             ) from exc
-    if server:
+    if stem == "server":
         sans = tls_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         lacking = [str(name.value) for name in server_sans(hosts) if name not in sans]
         if lacking:
@@ -130,7 +112,7 @@ def _check_existing(
 
 def _issue_into(
     folder: Path,
-    ca: CA,
+    cas: tuple[CA, CA],
     *,
     org: str,
     name: str,
@@ -139,21 +121,17 @@ def _issue_into(
     now: datetime,
 ) -> bool:
     """Create ``folder`` (msp/ + tls/) atomically; False if a valid one is already there."""
-    ca_cert, ca_key = ca
-    server = role != "admin"
+    sign_ca, tls_ca = cas
     if folder.exists():
-        _check_existing(folder, ca_cert, hosts, server=server)
+        _check_existing(folder, sign_ca[0], tls_ca[0], hosts, role=role)
         return False
-    signing = issue_identity(ca_cert, ca_key, org=org, name=name, role=role, now=now)
-    tls_role: Role = "server" if server else "admin"
-    tls = issue_identity(
-        ca_cert, ca_key, org=org, name=name, role=tls_role, hosts=hosts if server else (), now=now
-    )
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.staging-", dir=folder.parent))
     try:
-        write_msp(staging / "msp", ca_cert, signing)
-        _write_tls(staging / "tls", ca_cert, tls, server=server)
+        write_member(
+            staging, sign_ca, tls_ca, org=org, name=name, role=role, hosts=hosts, now=now,
+            password=None,
+        )  # fmt: skip
         staging.chmod(0o755)
         staging.rename(folder)
     except OSError as exc:
@@ -165,32 +143,33 @@ def _issue_into(
     return True
 
 
-def _orderer_ca(out: Path, org: str, now: datetime) -> CA:
-    """Load the orderer organization's CA from ``out``; create it and its MSP if absent."""
+def _orderer_cas(out: Path, org: str, now: datetime) -> tuple[CA, CA]:
+    """Load the orderer organization's CAs from ``out``; create them and its MSP if absent."""
     if (out / org / "ca").exists():
         try:
-            ca = load_ca(out, org)
+            cas = (load_ca(out, org), load_ca(out, org, kind="tlsca"))
         except IdentityNotFoundError as exc:
             raise PKIError(f"{out / org / 'ca'} is incomplete; remove {out / org}") from exc
     else:
-        ca = create_ca(org, now=now)
-        write_file(out / org / "ca" / "ca.key", serialize_key(ca[1], None), private=True)
-        write_file(out / org / "ca" / "ca.pem", _pem(ca[0]))
+        cas = (create_ca(org, now=now), create_ca(org, now=now, kind="tlsca"))
+        write_ca(out / org / "ca", "ca", cas[0], None)
+        write_ca(out / org / "ca", "tlsca", cas[1], None)
     if not (out / org / "msp" / "config.yaml").is_file():
         if (out / org / "msp").exists():
             raise PKIError(f"{out / org / 'msp'} is incomplete; remove {out / org}")
-        write_msp(out / org / "msp", ca[0])
-    return ca
+        write_msp(out / org / "msp", cas[0][0], tls_ca_cert=cas[1][0])
+    return cas
 
 
 def _issue_node(
-    out: Path, ca: CA, *, org: str, name: str, role: Role, hosts: Sequence[str], now: datetime
-) -> FabricNode:
+    out: Path, cas: tuple[CA, CA], *, org: str, name: str, role: Role, hosts: Sequence[str],
+    now: datetime,
+) -> FabricNode:  # fmt: skip
     """Issue (or keep) one node under ``out/<org>/<peers|orderers|users>/<name>``."""
     group = {"peer": "peers", "orderer": "orderers"}.get(role, "users")
     names = tuple(node_hosts(org, name, hosts)) if role != "admin" else ()
     folder = out / org / group / name
-    created = _issue_into(folder, ca, org=org, name=name, role=role, hosts=names, now=now)
+    created = _issue_into(folder, cas, org=org, name=name, role=role, hosts=names, now=now)
     return FabricNode(org=org, name=name, role=role, path=folder, hosts=names, created=created)
 
 
@@ -223,11 +202,12 @@ def init_fabric_nodes(
             "choose another --orderer-org"
         )
     nodes = [
-        _issue_node(out, load_ca(pki_dir, org, password=password), org=org, name=peer,
-                    role="peer", hosts=hosts, now=when)
+        _issue_node(out, (load_ca(pki_dir, org, password=password),
+                          load_ca(pki_dir, org, password=password, kind="tlsca")),
+                    org=org, name=peer, role="peer", hosts=hosts, now=when)
         for org in cons.orgs
     ]  # fmt: skip
-    ord_ca = _orderer_ca(out, orderer_org, when)
+    ord_ca = _orderer_cas(out, orderer_org, when)
     nodes.append(_issue_node(out, ord_ca, org=orderer_org, name=orderer, role="orderer",
                              hosts=hosts, now=when))  # fmt: skip
     nodes.append(_issue_node(out, ord_ca, org=orderer_org, name="admin", role="admin",

@@ -1,9 +1,11 @@
-"""Fabric-MSP-style folders: writing and reading one identity's certificate and key.
+"""Fabric-MSP-style folders: writing and reading one identity's certificates and keys.
 
-An MSP folder holds ``cacerts/ca.pem``, ``tlscacerts/ca.pem`` (the same org CA: one CA signs
-both signing and TLS certificates), ``config.yaml`` (Fabric NodeOUs) and, for an identity,
-``signcerts/cert.pem`` and ``keystore/key.pem``. Files are created exclusively (never
-overwritten); private keys get mode 0600 from the moment they exist.
+An MSP folder holds ``cacerts/ca.pem`` (the org's signing CA), ``tlscacerts/ca.pem`` (its TLS
+CA), ``config.yaml`` (Fabric NodeOUs) and, for an identity, ``signcerts/cert.pem`` and
+``keystore/key.pem``. Beside an identity's ``msp/`` its ``tls/`` folder holds, with Fabric's
+file names, ``ca.crt`` (the TLS CA) and ``client.crt``/``client.key`` (or ``server.crt``/
+``server.key`` for the roles that listen). Files are created exclusively (never overwritten);
+private keys get mode 0600 from the moment they exist.
 """
 
 from __future__ import annotations
@@ -14,22 +16,31 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fedchain.errors import IdentityNotFoundError, KeyPasswordError, PKIError
-from fedchain.pki.certs import Identity, role_of, subject_attr
+from fedchain.pki.certs import LISTENING_ROLES, Identity, role_of, subject_attr
 
 __all__ = [
     "NODE_OUS_YAML",
+    "REISSUE_HINT",
     "find_msp",
     "identity_from_cert",
     "load_cert",
     "load_identity",
     "load_key",
     "serialize_key",
+    "tls_stem",
     "write_file",
     "write_msp",
+    "write_tls",
 ]
+
+#: What an older fedchain (one CA per org, EKU clientAuth on signing certificates) left behind.
+REISSUE_HINT = (
+    "it was made by an older fedchain whose certificates Hyperledger Fabric refuses; "
+    "re-issue the PKI with `fedchain pki init --force` (and `fedchain pki fabric-nodes`)"
+)
 
 NODE_OUS_YAML = b"""\
 NodeOUs:
@@ -78,17 +89,21 @@ def serialize_key(key: ec.EllipticCurvePrivateKey, password: bytes | None) -> by
     )
 
 
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
 def write_msp(
     msp: Path,
     ca_cert: x509.Certificate,
     identity: Identity | None = None,
     *,
+    tls_ca_cert: x509.Certificate,
     password: bytes | None = None,
 ) -> None:
-    """Write an org MSP (CA only) or an identity's MSP (CA, cert and key) into ``msp``."""
-    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
-    write_file(msp / "cacerts" / "ca.pem", ca_pem)
-    write_file(msp / "tlscacerts" / "ca.pem", ca_pem)
+    """Write an org MSP (CAs only) or an identity's MSP (CAs, signing cert and key)."""
+    write_file(msp / "cacerts" / "ca.pem", _pem(ca_cert))
+    write_file(msp / "tlscacerts" / "ca.pem", _pem(tls_ca_cert))
     write_file(msp / "config.yaml", NODE_OUS_YAML)
     if identity is not None:
         if identity.key is None:
@@ -97,6 +112,23 @@ def write_msp(
         write_file(
             msp / "keystore" / "key.pem", serialize_key(identity.key, password), private=True
         )
+
+
+def tls_stem(role: str) -> str:
+    """Fabric's file stem in ``tls/``: ``server`` for the roles that listen, else ``client``."""
+    return "server" if role in LISTENING_ROLES else "client"
+
+
+def write_tls(
+    folder: Path, tls_ca_cert: x509.Certificate, tls: Identity, *, password: bytes | None = None
+) -> None:
+    """``ca.crt`` plus ``server.crt/key`` or ``client.crt/key`` (Fabric's names) in ``folder``."""
+    if tls.key is None:
+        raise PKIError(f"TLS identity {tls.org}/{tls.name} has no key to write")
+    stem = tls_stem(tls.role)
+    write_file(folder / "ca.crt", _pem(tls_ca_cert))
+    write_file(folder / f"{stem}.crt", tls.cert_pem)
+    write_file(folder / f"{stem}.key", serialize_key(tls.key, password), private=True)
 
 
 def _read(path: Path) -> bytes:
@@ -160,14 +192,52 @@ def load_identity(
     ``require_key=False`` a missing keystore yields an identity with ``key=None``.
     """
     msp = find_msp(path)
-    cert = load_cert(_single(msp / "signcerts", "cert.pem"))
+    cert_path = _single(msp / "signcerts", "cert.pem")
+    cert = load_cert(cert_path)
+    _refuse_old_signcert(cert_path, cert)
     key_path = _single(msp / "keystore", "key.pem")
     key = None
     if require_key or key_path.exists():
-        key = load_key(key_path, password)
-        if key.public_key() != cert.public_key():
-            raise PKIError(f"the key in {key_path} does not match the certificate")
-    return identity_from_cert(cert, key)
+        key = _load_matching_key(key_path, cert, password)
+    signing = identity_from_cert(cert, key)
+    tls = _load_tls(msp.parent / "tls", signing, password) if key is not None else None
+    return Identity(signing.org, signing.name, signing.role, cert, key, tls)
+
+
+def _load_matching_key(
+    key_path: Path, cert: x509.Certificate, password: bytes | None
+) -> ec.EllipticCurvePrivateKey:
+    key = load_key(key_path, password)
+    if key.public_key() != cert.public_key():
+        raise PKIError(f"the key in {key_path} does not match the certificate")
+    return key
+
+
+def _refuse_old_signcert(path: Path, cert: x509.Certificate) -> None:
+    """A signing certificate whose EKU lacks serverAuth (Fabric refuses it): say how to fix."""
+    try:
+        ekus = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    usable = {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+    if not usable.intersection(ekus):
+        raise PKIError(f"{path} has extended key usage clientAuth only: {REISSUE_HINT}")
+
+
+def _load_tls(folder: Path, signing: Identity, password: bytes | None) -> Identity | None:
+    """The member's TLS certificate and key from ``tls/``, or None if there is no ``tls/``."""
+    if not folder.is_dir():
+        return None
+    stem = tls_stem(signing.role)
+    cert = load_cert(folder / f"{stem}.crt")
+    key = _load_matching_key(folder / f"{stem}.key", cert, password)
+    tls = identity_from_cert(cert, key)
+    if (tls.org, tls.name) != (signing.org, signing.name):
+        raise PKIError(
+            f"{folder / f'{stem}.crt'} is for {tls.org}/{tls.name}, "
+            f"not {signing.org}/{signing.name}"
+        )
+    return tls
 
 
 def identity_from_cert(

@@ -2,10 +2,12 @@
 
 Layout (Fabric-MSP style; the same identities can sign Fabric transactions)::
 
-    OUT/consortium.json                    {"aggregator", "name", "orgs": [{"ca_sha256", "id"}]}
-    OUT/<org>/msp/                          the org's public MSP (cacerts, tlscacerts, config.yaml)
-    OUT/<org>/ca/ca.pem, ca.key (0600)      the org CA, its key kept out of msp/
-    OUT/<org>/users/<name>/msp/             one identity (signcerts, keystore (0600), cacerts, ...)
+    OUT/consortium.json    {"aggregator", "name", "orgs": [{"id", "ca_sha256", "tlsca_sha256"}]}
+    OUT/<org>/msp/                the org's public MSP (cacerts, tlscacerts, config.yaml)
+    OUT/<org>/ca/ca.pem, ca.key   the org's signing CA, its key (0600) kept out of msp/
+    OUT/<org>/ca/tlsca.pem, tlsca.key   the org's TLS CA
+    OUT/<org>/users/<name>/msp/   one identity's signing certificate (signcerts, keystore, ...)
+    OUT/<org>/users/<name>/tls/   its TLS certificate (ca.crt, client.crt/key or server.crt/key)
 
 :func:`init_consortium` builds everything in a hidden staging folder next to OUT and renames it
 into place, so a failure never leaves half a consortium, and it never overwrites keys: an
@@ -25,26 +27,29 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from fedchain.errors import CertificateError, IdentityNotFoundError, KeyPasswordError, PKIError
 from fedchain.pki.certs import (
+    CA,
+    CAKind,
     Identity,
     Role,
     create_ca,
     fingerprint,
-    issue_identity,
+    issue_member,
     server_sans,
     validate_id,
 )
 from fedchain.pki.consortium import Consortium
 from fedchain.pki.msp import (
+    REISSUE_HINT,
     identity_from_cert,
     load_cert,
     load_key,
     serialize_key,
     write_file,
     write_msp,
+    write_tls,
 )
 
 __all__ = [
@@ -58,6 +63,8 @@ __all__ = [
     "load_consortium",
     "move_aside",
     "validate_init_request",
+    "write_ca",
+    "write_member",
 ]
 
 CONSORTIUM_FILE = "consortium.json"
@@ -130,6 +137,31 @@ def _members(org: str, aggregator: str, clients: int) -> list[tuple[str, Role]]:
     return members
 
 
+def write_ca(ca_dir: Path, kind: CAKind, ca: CA, password: bytes | None) -> None:
+    """``<kind>.pem`` and ``<kind>.key`` (0600) in ``ca_dir`` (created 0700)."""
+    ca_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_file(ca_dir / f"{kind}.key", serialize_key(ca[1], password), private=True)
+    write_file(ca_dir / f"{kind}.pem", ca[0].public_bytes(serialization.Encoding.PEM))
+
+
+def write_member(
+    folder: Path,
+    sign_ca: CA,
+    tls_ca: CA,
+    *,
+    org: str,
+    name: str,
+    role: Role,
+    hosts: Sequence[str],
+    now: datetime,
+    password: bytes | None,
+) -> None:
+    """Issue one member's signing and TLS certificates into ``folder/msp`` and ``folder/tls``."""
+    member = issue_member(sign_ca, tls_ca, org=org, name=name, role=role, hosts=hosts, now=now)
+    write_msp(folder / "msp", sign_ca[0], member, tls_ca_cert=tls_ca[0], password=password)
+    write_tls(folder / "tls", tls_ca[0], member.tls_identity(), password=password)
+
+
 def _write_org(
     root: Path,
     org: str,
@@ -139,32 +171,30 @@ def _write_org(
     clients: int,
     password: bytes | None,
     now: datetime,
-) -> x509.Certificate:
-    """Create one org's CA, public MSP and member identities under ``root``; return its CA."""
-    ca_cert, ca_key = create_ca(org, now=now)
+) -> tuple[x509.Certificate, x509.Certificate]:
+    """Create one org's CAs, public MSP and members under ``root``; return its two CAs."""
+    sign_ca = create_ca(org, now=now)
+    tls_ca = create_ca(org, now=now, kind="tlsca")
     (root / org / "ca").mkdir(parents=True, mode=0o700)
-    write_file(root / org / "ca" / "ca.key", serialize_key(ca_key, password), private=True)
-    write_file(root / org / "ca" / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
-    write_msp(root / org / "msp", ca_cert)
+    write_ca(root / org / "ca", "ca", sign_ca, password)
+    write_ca(root / org / "ca", "tlsca", tls_ca, password)
+    write_msp(root / org / "msp", sign_ca[0], tls_ca_cert=tls_ca[0])
     for name, role in _members(org, aggregator, clients):
-        ident = issue_identity(
-            ca_cert,
-            ca_key,
-            org=org,
-            name=name,
-            role=role,
-            hosts=hosts if role == "server" else (),
-            now=now,
-        )
-        write_msp(identity_dir(root, org, name) / "msp", ca_cert, ident, password=password)
-    return ca_cert
+        write_member(
+            identity_dir(root, org, name), sign_ca, tls_ca, org=org, name=name, role=role,
+            hosts=hosts if role == "server" else (), now=now, password=password,
+        )  # fmt: skip
+    return sign_ca[0], tls_ca[0]
 
 
 def _consortium_json(cons: Consortium) -> bytes:
     doc = {
         "name": cons.name,
         "aggregator": cons.aggregator,
-        "orgs": [{"id": org, "ca_sha256": sha} for org, sha in cons.fingerprints().items()],
+        "orgs": [
+            {"id": org, "ca_sha256": sha, "tlsca_sha256": cons.tls_fingerprints()[org]}
+            for org, sha in cons.fingerprints().items()
+        ],
     }
     return (json.dumps(doc, sort_keys=True, indent=2) + "\n").encode()
 
@@ -206,7 +236,7 @@ def init_consortium(
     except OSError as exc:
         raise PKIError(f"cannot create {out}: {exc.strerror}") from exc
     try:
-        cas = {
+        both = {
             org: _write_org(
                 staging,
                 org,
@@ -218,7 +248,12 @@ def init_consortium(
             )
             for org in org_list
         }
-        result = Consortium(name=consortium, aggregator=aggregator, cas=cas)
+        result = Consortium(
+            name=consortium,
+            aggregator=aggregator,
+            cas={org: pair[0] for org, pair in both.items()},
+            tls_cas={org: pair[1] for org, pair in both.items()},
+        )
         write_file(staging / CONSORTIUM_FILE, _consortium_json(result))
         staging.chmod(0o755)
         staging.rename(out)  # atomic; replaces only an empty folder, fails if OUT filled up
@@ -252,38 +287,45 @@ def _parse_consortium_json(path: Path) -> dict[str, Any]:
     )
     if not ok:
         raise PKIError(f"{path} is not a fedchain consortium file")
+    if not all(isinstance(o.get("tlsca_sha256"), str) for o in doc["orgs"]):
+        raise PKIError(f"{path.parent} names no TLS CA per organization: {REISSUE_HINT}")
     return dict(doc)
 
 
+def _pinned_ca(pki_dir: Path, org: str, folder: str, sha256: str) -> x509.Certificate:
+    """``<org>/msp/<folder>/ca.pem``, which must match the SHA-256 in consortium.json."""
+    ca = load_cert(pki_dir / org / "msp" / folder / "ca.pem")
+    if fingerprint(ca) != sha256.lower():
+        raise CertificateError(
+            f"{folder}/ca.pem of {org!r} in {pki_dir} does not match the SHA-256 recorded "
+            f"in {CONSORTIUM_FILE}"
+        )
+    return ca
+
+
 def load_consortium(pki_dir: Path) -> Consortium:
-    """Load ``consortium.json`` and each org's CA from ``<org>/msp/cacerts/ca.pem``.
+    """Load ``consortium.json`` and each org's CAs from ``<org>/msp/{cacerts,tlscacerts}``.
 
     Each CA must match the SHA-256 recorded in ``consortium.json`` (CertificateError if not),
     so a swapped CA file is caught. Only public files are read.
     """
     doc = _parse_consortium_json(pki_dir / CONSORTIUM_FILE)
     cas: dict[str, x509.Certificate] = {}
+    tls_cas: dict[str, x509.Certificate] = {}
     for entry in doc["orgs"]:
         org = validate_id(entry["id"])
-        ca = load_cert(pki_dir / org / "msp" / "cacerts" / "ca.pem")
-        if fingerprint(ca) != entry["ca_sha256"].lower():
-            raise CertificateError(
-                f"CA certificate of {org!r} in {pki_dir} does not match the SHA-256 recorded "
-                f"in {CONSORTIUM_FILE}"
-            )
-        cas[org] = ca
-    return Consortium(name=doc["name"], aggregator=doc["aggregator"], cas=cas)
+        cas[org] = _pinned_ca(pki_dir, org, "cacerts", entry["ca_sha256"])
+        tls_cas[org] = _pinned_ca(pki_dir, org, "tlscacerts", entry["tlsca_sha256"])
+    return Consortium(name=doc["name"], aggregator=doc["aggregator"], cas=cas, tls_cas=tls_cas)
 
 
-def load_ca(
-    pki_dir: Path, org: str, *, password: bytes | None = None
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """The CA certificate and key of ``org`` (to issue more identities later)."""
+def load_ca(pki_dir: Path, org: str, *, password: bytes | None = None, kind: CAKind = "ca") -> CA:
+    """The signing (``ca``) or TLS (``tlsca``) CA certificate and key of ``org``."""
     ca_dir = pki_dir / validate_id(org) / "ca"
-    cert = load_cert(ca_dir / "ca.pem")
-    key = load_key(ca_dir / "ca.key", password)
+    cert = load_cert(ca_dir / f"{kind}.pem")
+    key = load_key(ca_dir / f"{kind}.key", password)
     if key.public_key() != cert.public_key():
-        raise PKIError(f"the key in {ca_dir / 'ca.key'} does not match {ca_dir / 'ca.pem'}")
+        raise PKIError(f"the key in {ca_dir / f'{kind}.key'} does not match its certificate")
     return cert, key
 
 

@@ -1,15 +1,18 @@
 """mTLS credentials, channel options and peer identity for the data plane.
 
-Trust is asymmetric on purpose:
+Both sides use their TLS certificate (``tls/`` beside the MSP), never the MSP signing
+certificate, and trust only the organizations' **TLS CAs**: a signing certificate (no EKU, for
+Fabric) chains to no CA the data plane trusts. Trust is asymmetric on purpose:
 
-* the server trusts every consortium CA for client certificates and requires one
+* the server trusts every consortium TLS CA for client certificates and requires one
   (``require_client_auth=True``): a certificate from any other CA fails the handshake;
-* a client trusts **only the aggregator organization's CA** for the server certificate, so
+* a client trusts **only the aggregator organization's TLS CA** for the server certificate, so
   another member organization cannot pose as the aggregator even with a valid server
-  certificate of its own.
+  certificate of its own, and the TLS stack refuses a client certificate (EKU clientAuth only)
+  as a server's.
 
 The caller's organization is read from its verified certificate
-(``auth_context()["x509_pem_cert"]``) and decided by :meth:`Consortium.org_of`.
+(``auth_context()["x509_pem_cert"]``) and decided by :meth:`Consortium.tls_org_of`.
 
 Development mode (``insecure_dev``) is plaintext gRPC and trusts the organization a caller
 *claims*. It exists for debugging on one machine, so :func:`require_loopback` refuses any
@@ -23,7 +26,6 @@ from typing import Any
 
 import grpc
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from fedchain.errors import CertificateError, ConfigError, PeerAuthError
 from fedchain.pki import Consortium, Identity
@@ -48,21 +50,22 @@ _RECONNECT_MAX_MS = 2_000
 
 
 def server_credentials(identity: Identity, consortium: Consortium) -> Any:
-    """Server credentials: our certificate, client certificates required from any member CA."""
+    """Server credentials: our TLS certificate; client certificates from any member TLS CA."""
+    tls = identity.tls_identity()
     return grpc.ssl_server_credentials(
-        [(identity.key_pem(), identity.cert_pem)],
-        root_certificates=consortium.ca_bundle_pem(),
+        [(tls.key_pem(), tls.cert_pem)],
+        root_certificates=consortium.tls_ca_bundle_pem(),
         require_client_auth=True,
     )
 
 
 def channel_credentials(identity: Identity, consortium: Consortium) -> Any:
-    """Client credentials: our certificate; the server must chain to the aggregator's CA."""
-    aggregator_ca = consortium.cas[consortium.aggregator].public_bytes(serialization.Encoding.PEM)
+    """Client credentials: our TLS certificate; the server must chain to the aggregator's."""
+    tls = identity.tls_identity()
     return grpc.ssl_channel_credentials(
-        root_certificates=aggregator_ca,
-        private_key=identity.key_pem(),
-        certificate_chain=identity.cert_pem,
+        root_certificates=consortium.tls_ca_pem(consortium.aggregator),
+        private_key=tls.key_pem(),
+        certificate_chain=tls.cert_pem,
     )
 
 
@@ -131,4 +134,4 @@ def peer_org(context: Any, consortium: Consortium) -> str:
         cert = x509.load_pem_x509_certificate(pems[0])
     except ValueError as exc:
         raise CertificateError(f"the peer's certificate cannot be parsed: {exc}") from exc
-    return consortium.org_of(cert)
+    return consortium.tls_org_of(cert)
