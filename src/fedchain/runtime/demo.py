@@ -59,16 +59,22 @@ def prepare_workdir(workdir: Path) -> None:
     (workdir / MARKER).write_text("created by fedchain demo; deleted by the next demo run\n")
 
 
-def _spawn(module: str, args: list[str], log: Path) -> subprocess.Popen[str]:
+def _spawn(module: str, args: list[str], log: Path, *, capture: bool) -> subprocess.Popen[str]:
+    """Start ``module`` with ``--json``; its stderr goes to ``log``.
+
+    Only a process whose events the demo reads (``capture``: the aggregator) gets a stdout
+    pipe. Every other process writes its JSON events to its log too: a pipe nobody reads fills
+    up (64 KiB) and blocks the writer mid-run, which stalled long demos.
+    """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    stderr: IO[str] = log.open("w")
-    return subprocess.Popen(
-        [sys.executable, "-m", module, *args, "--json"],
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-        env=env,
-    )
+    with log.open("w") as sink:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *args, "--json"],
+            stdout=subprocess.PIPE if capture else sink,
+            stderr=sink,
+            text=True,
+            env=env,
+        )
 
 
 @contextmanager
@@ -127,14 +133,18 @@ def run_demo(
     if secure:
         server_args += ["--app", "fedchain.examples.digits:secure_server_app"]
     with _processes() as procs:
-        server = _spawn("fedchain.cli.server", server_args, logs / "aggregator.log")
+        server = _spawn(
+            "fedchain.cli.server", server_args, logs / "aggregator.log", capture=True
+        )
         procs.append(server)
         address, run = _await_listening(server, logs / "aggregator.log")
         for org, args in plan.client_args.items():
             client_args = [*args, "--server", address, "--exit-when-done"]
             if secure:
                 client_args += ["--app", "fedchain.examples.digits:secure_client_app"]
-            procs.append(_spawn("fedchain.cli.client", client_args, logs / f"{org}.log"))
+            procs.append(
+                _spawn("fedchain.cli.client", client_args, logs / f"{org}.log", capture=False)
+            )
         run = _follow(server, emit) or run
         if server.wait() != 0:
             raise FedchainError(f"the aggregator failed; see {logs / 'aggregator.log'}")
