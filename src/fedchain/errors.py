@@ -6,6 +6,7 @@ library, with ``raise X(...) from exc``, so callers only ever catch fedchain typ
 
     FedchainError
     ├── ConfigError                  invalid fedchain.toml / environment overrides
+    ├── MissingExtra                 an optional dependency is not installed (has .extra)
     ├── PKIError                     certificates and keys
     │   ├── KeyPasswordError         a wrong or missing private-key password
     │   ├── IdentityNotFoundError    an MSP folder without the expected files
@@ -59,6 +60,7 @@ __all__ = [
     "LedgerError",
     "LedgerNotFound",
     "LedgerUnavailable",
+    "MissingExtra",
     "PKIError",
     "PayloadError",
     "PayloadTooLarge",
@@ -82,6 +84,17 @@ class FedchainError(Exception):
 
 class ConfigError(FedchainError):
     """The configuration file or environment overrides are invalid."""
+
+
+class MissingExtra(FedchainError):
+    """An optional dependency is not installed; the message says which pip extra brings it.
+
+    ``extra`` names the extra (e.g. ``"fabric"``): ``pip install 'fedchain[<extra>]'``.
+    """
+
+    def __init__(self, message: str, *, extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra
 
 
 class PKIError(FedchainError):
