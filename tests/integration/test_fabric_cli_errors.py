@@ -112,3 +112,22 @@ def test_without_the_fabric_extra_every_command_names_it(
     assert "[fabric] extra" in result.stderr
     assert INSTALL_HINT in result.stderr
     assert not (tmp_path / "demo").exists()  # the demo checked before preparing anything
+
+
+@pytest.mark.parametrize("command", ["demo", "server", "client", "audit", "ledger show"])
+def test_a_stopped_network_is_reported_in_seconds(
+    command: str, tomls: Path, tmp_path: Path, closed_port: int
+) -> None:
+    result, took = run(commands(tomls, tmp_path / "demo")[command])
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr  # no retry warnings, no traceback
+    gateway = f"127.0.0.1:{closed_port}"
+    assert lines[0].startswith(f"error: the Fabric gateway at {gateway} is unreachable")
+    assert "Connection refused" in lines[0]  # gRPC's own reason
+    if command == "demo":
+        assert "fabric-network/network.sh up" in lines[0]
+        assert not (tmp_path / "demo").exists()  # checked before any process started
+    else:
+        assert "is the Fabric network up" in lines[0]
+    assert took < FAST, f"{command} took {took:.1f}s"

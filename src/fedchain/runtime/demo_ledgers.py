@@ -87,11 +87,12 @@ def fabric_plan(network: Path) -> DemoPlan:
 
     Every process runs with its own file (its identity, its organization's peer); the demo
     only adds a fresh run id, the data-plane address and the models folder. Checked first, so
-    nothing starts that cannot work: the ``[fabric]`` extra (MissingExtra) and the files
-    (ConfigError).
+    nothing starts that cannot work: the ``[fabric]`` extra (MissingExtra), the files
+    (ConfigError) and every organization's gateway (GatewayUnreachable).
     """
     require_fabric()
-    aggregator, orgs = _network_settings(network)
+    aggregator, orgs, members = _network_settings(network)
+    _check_gateways(members)
     run = f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"  # a fresh run
 
     def check(models: Path, run_id: str) -> LedgerCheck:
@@ -109,25 +110,40 @@ def fabric_plan(network: Path) -> DemoPlan:
     )
 
 
-def _network_settings(network: Path) -> tuple[Settings, dict[str, Path]]:
-    """The aggregator's settings and each organization's fedchain.toml, checked for a demo."""
+def _network_settings(network: Path) -> tuple[Settings, dict[str, Path], list[Settings]]:
+    """The aggregator's settings, each organization's fedchain.toml, and every file's settings
+    (the aggregator's first), checked for a demo."""
     if not (network / AGGREGATOR_TOML).is_file():
         raise ConfigError(
             f"no {AGGREGATOR_TOML} in {network}: {START_HINT}, or pass --network"
         )
     aggregator = _fabric_settings(network / AGGREGATOR_TOML)
     orgs: dict[str, Path] = {}
+    members = [aggregator]
     for path in sorted(network.glob("*.toml")):
         if path.name == AGGREGATOR_TOML:
             continue
         settings = _fabric_settings(path)
+        members.append(settings)
         org = settings.organization.id if settings.organization else path.stem
         if org in orgs:
             raise ConfigError(f"{path} and {orgs[org]} both configure {org}")
         orgs[org] = path
     if not orgs:
         raise ConfigError(f"{network} has no organization's fedchain.toml next to aggregator.toml")
-    return aggregator, orgs
+    return aggregator, orgs, members
+
+
+def _check_gateways(members: list[Settings]) -> None:
+    """Every gateway the processes will use accepts a connection (each endpoint once)."""
+    from fedchain.ledger.fabric import check_gateway  # the [fabric] extra: import late
+
+    seen: set[tuple[str, Path | None]] = set()
+    for settings in members:
+        fabric = settings.ledger.fabric
+        if fabric is not None and (fabric.endpoint, fabric.tls_ca) not in seen:
+            seen.add((fabric.endpoint, fabric.tls_ca))
+            check_gateway(fabric, hint=START_HINT)
 
 
 def _fabric_settings(path: Path) -> Settings:
