@@ -28,8 +28,9 @@ CONNECT_TIMEOUT: Final = 5.0
 #: What to do about an unreachable gateway, when the caller knows nothing more specific.
 HINT: Final = "is the Fabric network up, and does [ledger.fabric] endpoint name its peer?"
 
-_GOOD: Final = grpc.ChannelConnectivity.READY
-_BAD: Final = (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN)
+_READY: Final = grpc.ChannelConnectivity.READY
+_FAILED: Final = grpc.ChannelConnectivity.TRANSIENT_FAILURE
+_CLOSED: Final = grpc.ChannelConnectivity.SHUTDOWN
 
 
 def ensure_reachable(
@@ -57,10 +58,12 @@ def unreachable_reason(channel: grpc.Channel, timeout: float = CONNECT_TIMEOUT) 
                 state = states.get(timeout=remaining)
             except queue.Empty:
                 break
-            if state == _GOOD:
+            if state == _READY:
                 return None
-            if state in _BAD:
+            if state == _FAILED:
                 return _last_error(channel)
+            if state == _CLOSED:
+                return "the gRPC channel is closed"
     finally:
         channel.unsubscribe(callback)
     return f"no connection within {timeout:g} s"
