@@ -6,6 +6,7 @@ library, with ``raise X(...) from exc``, so callers only ever catch fedchain typ
 
     FedchainError
     ├── ConfigError                  invalid fedchain.toml / environment overrides
+    ├── MissingExtra                 an optional dependency is not installed (has .extra)
     ├── PKIError                     certificates and keys
     │   ├── KeyPasswordError         a wrong or missing private-key password
     │   ├── IdentityNotFoundError    an MSP folder without the expected files
@@ -15,7 +16,8 @@ library, with ``raise X(...) from exc``, so callers only ever catch fedchain typ
     │   ├── RecordError              a malformed, oversized or wrongly typed record
     │   ├── RuleViolation            a well-formed record that breaks a write rule (has .rule)
     │   ├── LedgerUnavailable        the backend cannot be reached now (retryable; has .retried)
-    │   │   └── WriteUnconfirmed     committed, but not yet placed in ledger order (has .tx_id)
+    │   │   ├── WriteUnconfirmed     committed, but not yet placed in ledger order (has .tx_id)
+    │   │   └── GatewayUnreachable   the Fabric gateway did not answer the first call (.endpoint)
     │   ├── LedgerNotFound           no ledger at the configured location
     │   ├── LedgerCorrupted          audit found a bad entry (has .seq)
     │   └── GatewayError             a Fabric Gateway call failed (has .tx_id, .code, .details)
@@ -50,6 +52,7 @@ __all__ = [
     "EndorseError",
     "FedchainError",
     "GatewayError",
+    "GatewayUnreachable",
     "HashMismatch",
     "IdentityNotFoundError",
     "InternalError",
@@ -59,6 +62,7 @@ __all__ = [
     "LedgerError",
     "LedgerNotFound",
     "LedgerUnavailable",
+    "MissingExtra",
     "PKIError",
     "PayloadError",
     "PayloadTooLarge",
@@ -82,6 +86,17 @@ class FedchainError(Exception):
 
 class ConfigError(FedchainError):
     """The configuration file or environment overrides are invalid."""
+
+
+class MissingExtra(FedchainError):
+    """An optional dependency is not installed; the message says which pip extra brings it.
+
+    ``extra`` names the extra (e.g. ``"fabric"``): ``pip install 'fedchain[<extra>]'``.
+    """
+
+    def __init__(self, message: str, *, extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra
 
 
 class PKIError(FedchainError):
@@ -133,7 +148,8 @@ class LedgerUnavailable(LedgerError):
     """The ledger backend cannot be reached right now; the operation may be retried.
 
     ``retried`` is true when the backend has already retried with its own backoff (the Fabric
-    Gateway client) and gave up: callers should not multiply the attempts by retrying again.
+    Gateway client) and gave up, or decided that retrying is pointless: callers should not
+    multiply the attempts by retrying again.
     """
 
     def __init__(self, message: str, *, retried: bool = False) -> None:
@@ -153,6 +169,24 @@ class WriteUnconfirmed(LedgerUnavailable):
     def __init__(self, message: str, *, tx_id: str) -> None:
         super().__init__(message, retried=True)
         self.tx_id = tx_id
+
+
+class GatewayUnreachable(LedgerUnavailable):
+    """The Fabric gateway did not answer the first call of a new handle (nothing listening, a
+    wrong endpoint, a TLS handshake that fails).
+
+    Not retried (``retried`` is true): a gateway that was never reached is a setup problem to
+    report at once, while an outage after a successful first call gets the backend's backoff.
+    ``endpoint`` is where it was sought, ``reason`` what gRPC said, ``hint`` what to do.
+    """
+
+    def __init__(self, endpoint: str, reason: str, *, hint: str) -> None:
+        super().__init__(
+            f"the Fabric gateway at {endpoint} is unreachable ({reason}); {hint}", retried=True
+        )
+        self.endpoint = endpoint
+        self.reason = reason
+        self.hint = hint
 
 
 class LedgerNotFound(LedgerError):

@@ -14,6 +14,7 @@ import pytest
 from fedchain.config import FabricSettings, LedgerSettings
 from fedchain.errors import (
     GatewayError,
+    GatewayUnreachable,
     LedgerError,
     LedgerUnavailable,
     RuleViolation,
@@ -191,10 +192,18 @@ def test_transient_failures_retry_the_same_transaction(
 def test_an_unreachable_gateway_is_unavailable(
     open_fabric: OpenFabric, make_network: MakeNetwork
 ) -> None:
+    """Unreachable when the handle opens: reported at once, not after the outage backoff
+    (which ``test_a_gateway_gone_away_is_retried_by_the_backend_only`` shows still applies
+    once the gateway has been reached)."""
     network = make_network()
     network.close()  # nothing listens there any more
-    with pytest.raises(LedgerUnavailable):
-        open_fabric("org1", network=network)
+    slept: list[float] = []
+    with pytest.raises(GatewayUnreachable) as info:
+        open_fabric("org1", network=network, sleep=slept.append)
+    assert isinstance(info.value, LedgerUnavailable)
+    assert info.value.retried
+    assert info.value.endpoint == network.endpoint
+    assert slept == []
 
 
 QUICK = Backoff(attempts=3, initial=0.01, factor=2.0, maximum=0.02)

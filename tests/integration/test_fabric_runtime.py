@@ -183,6 +183,19 @@ def test_ledger_show_config_lists_the_channel_records(
     assert "Fabric channel 'fedchain'" in table.stdout
 
 
+def test_the_demo_s_progress_line_names_the_round_never_none(
+    network: tuple[StandInNetwork, Path], tmp_path: Path
+) -> None:
+    """As people see it (no --json): the progress line the demo leaves behind is the last
+    round's, with the ledger checked (the run-wide events carry no round of their own)."""
+    _, tomls = network
+    result = fedchain("demo", "--ledger", "fabric", "--network", tomls, "--rounds", "1",
+                      "--workdir", tmp_path / "demo")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "round None" not in result.stderr
+    assert "demo: round 1 · ledger checked" in result.stderr
+
+
 def test_demo_without_a_network_says_how_to_start_one(tmp_path: Path) -> None:
     result = fedchain("demo", "--ledger", "fabric", "--network", tmp_path / "none",
                       "--workdir", tmp_path / "demo")  # fmt: skip

@@ -29,6 +29,7 @@ class EventSink:
         self._lock = threading.Lock()
         self._start = time.monotonic()
         self._round_start = self._start
+        self._round: int | None = None  # the newest round an event named
         self._participants: set[str] = set()
         self._progress: Progress | None = None
         self._bar: Any = None
@@ -72,24 +73,37 @@ class EventSink:
             self._progress.start()
             self._started = True
         rnd = data.get("round")
+        if isinstance(rnd, int) and not isinstance(rnd, bool):
+            self._round = rnd  # events of the whole run (consortium, run...) keep the round
         if name == "task":
             self._participants.clear()
         if name in {"announced", "received"} and "org" in data:
             self._participants.add(str(data["org"]))
-        phase = {
-            "task": f"{data.get('type', 'task')} sent",
-            "announced": "updates announced",
-            "selected": "selected",
-            "received": "receiving",
-            "closed": "closed",
-            "uploaded": "uploaded",
-            "error": "error",
-        }.get(name, name)
-        who = f" · {len(self._participants)} orgs" if self._participants else ""
-        took = f" · {time.monotonic() - self._round_start:.2f}s"
-        self._progress.update(
-            self._bar, description=f"{self.label}: round {rnd} · {phase}{who}{took}"
-        )
-        if name == "closed":
-            self._progress.update(self._bar, completed=int(rnd or 0))
+        phase = _PHASES.get(name, name)
+        if name == "task":
+            phase = f"{data.get('type', 'task')} sent"
+        if self._round is None:  # before the first round: no round to show yet
+            description = f"{self.label}: {phase}"
+        else:
+            who = f" · {len(self._participants)} orgs" if self._participants else ""
+            took = f" · {time.monotonic() - self._round_start:.2f}s"
+            description = f"{self.label}: round {self._round} · {phase}{who}{took}"
+        self._progress.update(self._bar, description=description)
+        if name == "closed" and self._round is not None:
+            self._progress.update(self._bar, completed=self._round)
             self._round_start = time.monotonic()
+
+
+#: How each event reads on the progress line; an event not listed shows its own name.
+_PHASES = {
+    "consortium": "starting the organizations",
+    "listening": "listening",
+    "run": "run started",
+    "announced": "updates announced",
+    "selected": "selected",
+    "received": "receiving",
+    "closed": "closed",
+    "uploaded": "uploaded",
+    "error": "error",
+    "audited": "ledger checked",
+}

@@ -8,14 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fedchain.config import DEFAULT_PKI, LedgerSettings, Settings
-from fedchain.errors import ConfigError, LedgerError
+from fedchain.errors import ConfigError, LedgerError, MissingExtra
 from fedchain.ledger.base import Ledger
 from fedchain.ledger.chain import consortium_record
 from fedchain.ledger.embedded import EmbeddedLedger
 from fedchain.ledger.memory import MemoryLedger, MemoryStore
 from fedchain.pki import Consortium, Identity, load_consortium, load_identity
 
-__all__ = ["open_for_reading", "open_ledger"]
+__all__ = ["open_for_reading", "open_ledger", "require_fabric"]
 
 _MEMORY: dict[tuple[str, str, str], MemoryStore] = {}
 _MEMORY_LOCK = threading.Lock()
@@ -72,18 +72,33 @@ def open_for_reading(settings: Settings, pki: Path | None = None) -> Ledger:
     return open_ledger(settings.ledger, load_identity(org.identity), consortium)
 
 
+def require_fabric() -> None:
+    """Raise MissingExtra unless the ``[fabric]`` extra is installed.
+
+    Only a missing ``fabric_protos`` (the extra's one package) is translated; any other import
+    failure is a bug and keeps its traceback.
+    """
+    try:
+        import fabric_protos.gateway.gateway_pb2  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "fabric_protos":
+            raise
+        raise MissingExtra(
+            "the Fabric ledger needs the [fabric] extra (hyperledger-fabric-protos): "
+            "pip install 'fedchain[fabric]' (in a checkout: pip install -e '.[fabric]')",
+            extra="fabric",
+        ) from exc
+
+
 def _fabric(
     settings: LedgerSettings,
     identity: Identity | None,
     consortium: Consortium,
     clock: Callable[[], float],
 ) -> Ledger:
-    try:
-        from fedchain.ledger.fabric import open_fabric_ledger  # optional extra: import late
-    except ImportError as exc:
-        raise LedgerError(
-            "the fabric backend needs hyperledger-fabric-protos: pip install 'fedchain[fabric]'"
-        ) from exc
+    require_fabric()
+    from fedchain.ledger.fabric import open_fabric_ledger  # optional extra: import late
+
     if settings.fabric is None:
         raise LedgerError("backend 'fabric' needs a [ledger.fabric] section")
     return open_fabric_ledger(

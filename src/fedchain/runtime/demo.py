@@ -9,6 +9,7 @@ Fabric network's organizations (``demo_ledgers``). Plain functions; the CLI only
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -164,7 +165,19 @@ def _await_listening(server: subprocess.Popen[str], log: Path) -> tuple[str, str
         event = json.loads(line)
         if event.get("event") == "listening":
             return str(event["address"]), str(event.get("run", ""))
-    raise FedchainError(f"the aggregator exited before listening; see {log}")
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.wait(timeout=10)  # its output has ended: let it finish writing its log
+    raise FedchainError(f"the aggregator exited before listening: {_last_error(log)} (log: {log})")
+
+
+def _last_error(log: Path) -> str:
+    """The one-line ``error: ...`` a fedchain command prints last, without its prefix."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    found = next((line for line in reversed(lines) if line.startswith("error: ")), None)
+    return found.removeprefix("error: ") if found else "it gave no reason"
 
 
 def _follow(server: subprocess.Popen[str], emit: Events) -> str:

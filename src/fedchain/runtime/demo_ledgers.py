@@ -21,7 +21,7 @@ from fedchain.config import Settings, load_settings
 from fedchain.errors import ConfigError
 from fedchain.ledger.audit import MODEL_SUFFIX, audit, check_models
 from fedchain.ledger.audit_report import RoundSummary
-from fedchain.ledger.factory import open_for_reading
+from fedchain.ledger.factory import open_for_reading, require_fabric
 from fedchain.ledger.replay import replay
 from fedchain.pki import init_consortium
 
@@ -30,6 +30,7 @@ __all__ = ["DEFAULT_NETWORK", "DemoPlan", "LedgerCheck", "embedded_plan", "fabri
 #: Where ``fabric-network/network.sh up`` writes the fedchain.toml files (from the repo root).
 DEFAULT_NETWORK = Path("fabric-network/.work/fedchain")
 AGGREGATOR_TOML = "aggregator.toml"
+START_HINT = "start the local network with `fabric-network/network.sh up` (docs/fabric.md)"
 
 
 @dataclass
@@ -85,9 +86,13 @@ def fabric_plan(network: Path) -> DemoPlan:
     """The organizations of the Fabric network whose fedchain.toml files are in ``network``.
 
     Every process runs with its own file (its identity, its organization's peer); the demo
-    only adds a fresh run id, the data-plane address and the models folder.
+    only adds a fresh run id, the data-plane address and the models folder. Checked first, so
+    nothing starts that cannot work: the ``[fabric]`` extra (MissingExtra), the files
+    (ConfigError) and every organization's gateway (GatewayUnreachable).
     """
-    aggregator, orgs = _network_settings(network)
+    require_fabric()
+    aggregator, orgs, members = _network_settings(network)
+    _check_gateways(members)
     run = f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"  # a fresh run
 
     def check(models: Path, run_id: str) -> LedgerCheck:
@@ -105,26 +110,40 @@ def fabric_plan(network: Path) -> DemoPlan:
     )
 
 
-def _network_settings(network: Path) -> tuple[Settings, dict[str, Path]]:
-    """The aggregator's settings and each organization's fedchain.toml, checked for a demo."""
+def _network_settings(network: Path) -> tuple[Settings, dict[str, Path], list[Settings]]:
+    """The aggregator's settings, each organization's fedchain.toml, and every file's settings
+    (the aggregator's first), checked for a demo."""
     if not (network / AGGREGATOR_TOML).is_file():
         raise ConfigError(
-            f"no {AGGREGATOR_TOML} in {network}: start a network with "
-            "`fabric-network/network.sh up` (see docs/fabric.md) or pass --network"
+            f"no {AGGREGATOR_TOML} in {network}: {START_HINT}, or pass --network"
         )
     aggregator = _fabric_settings(network / AGGREGATOR_TOML)
     orgs: dict[str, Path] = {}
+    members = [aggregator]
     for path in sorted(network.glob("*.toml")):
         if path.name == AGGREGATOR_TOML:
             continue
         settings = _fabric_settings(path)
+        members.append(settings)
         org = settings.organization.id if settings.organization else path.stem
         if org in orgs:
             raise ConfigError(f"{path} and {orgs[org]} both configure {org}")
         orgs[org] = path
     if not orgs:
         raise ConfigError(f"{network} has no organization's fedchain.toml next to aggregator.toml")
-    return aggregator, orgs
+    return aggregator, orgs, members
+
+
+def _check_gateways(members: list[Settings]) -> None:
+    """Every gateway the processes will use accepts a connection (each endpoint once)."""
+    from fedchain.ledger.fabric import check_gateway  # the [fabric] extra: import late
+
+    seen: set[tuple[str, Path | None]] = set()
+    for settings in members:
+        fabric = settings.ledger.fabric
+        if fabric is not None and (fabric.endpoint, fabric.tls_ca) not in seen:
+            seen.add((fabric.endpoint, fabric.tls_ca))
+            check_gateway(fabric, hint=START_HINT)
 
 
 def _fabric_settings(path: Path) -> Settings:

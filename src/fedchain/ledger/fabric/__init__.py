@@ -25,6 +25,7 @@ from fedchain.ledger.fabric.client import (
     Timeouts,
     Transaction,
     connect,
+    open_channel,
 )
 from fedchain.ledger.fabric.events import ChaincodeEvent, ChaincodeEvents
 from fedchain.ledger.fabric.follow import pack_seq, unpack_seq
@@ -38,6 +39,7 @@ from fedchain.ledger.fabric.identity import (
     sha256,
 )
 from fedchain.ledger.fabric.ledger import FabricLedger
+from fedchain.ledger.fabric.reach import CONNECT_TIMEOUT, HINT, ensure_reachable
 from fedchain.ledger.fabric.retry import Backoff
 from fedchain.ledger.records import Record
 from fedchain.pki import Consortium, Identity
@@ -58,6 +60,7 @@ __all__ = [
     "Signer",
     "Timeouts",
     "Transaction",
+    "check_gateway",
     "connect",
     "ensure_consortium",
     "from_pki_identity",
@@ -88,15 +91,10 @@ def open_fabric_ledger(
     ``consortium``, :func:`ensure_consortium` runs on the new handle.
     """
     client, signer = _signing_identity(settings, identity, password)
-    tls_ca = None
-    if settings.tls_ca is not None:
-        try:
-            tls_ca = settings.tls_ca.read_bytes()
-        except OSError as exc:
-            raise PKIError(f"cannot read the Fabric TLS CA {settings.tls_ca}: {exc}") from exc
     gateway = connect(
-        settings.endpoint, client, signer, tls_ca=tls_ca, timeouts=timeouts, clock=clock
-    )
+        settings.endpoint, client, signer, tls_ca=_tls_ca(settings), timeouts=timeouts,
+        clock=clock,
+    )  # fmt: skip
     try:
         ledger = FabricLedger(
             gateway, channel=settings.channel, chaincode=settings.chaincode,
@@ -112,6 +110,29 @@ def open_fabric_ledger(
             ledger.close()
             raise
     return ledger
+
+
+def check_gateway(
+    settings: FabricSettings, *, timeout: float = CONNECT_TIMEOUT, hint: str = HINT
+) -> None:
+    """Raise GatewayUnreachable unless the gateway of ``settings`` accepts a connection.
+
+    No identity and no call: for a quick check before starting processes that will use it.
+    """
+    channel = open_channel(settings.endpoint, tls_ca=_tls_ca(settings))
+    try:
+        ensure_reachable(channel, settings.endpoint, timeout=timeout, hint=hint)
+    finally:
+        channel.close()
+
+
+def _tls_ca(settings: FabricSettings) -> bytes | None:
+    if settings.tls_ca is None:
+        return None
+    try:
+        return settings.tls_ca.read_bytes()
+    except OSError as exc:
+        raise PKIError(f"cannot read the Fabric TLS CA {settings.tls_ca}: {exc}") from exc
 
 
 def _signing_identity(

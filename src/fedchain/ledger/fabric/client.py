@@ -49,6 +49,7 @@ __all__ = [
     "Timeouts",
     "Transaction",
     "connect",
+    "open_channel",
 ]
 
 Arg = str | bytes
@@ -257,8 +258,10 @@ class Gateway:
         timeouts: Timeouts | None = None,
         nonce: Callable[[], bytes] | None = None,
         clock: Callable[[], float] = time.time,
+        endpoint: str = "",
     ) -> None:
         self.channel = channel
+        self.endpoint = endpoint  # "host:port" when connect() made the channel, for messages
         self.signing = signing
         self.creator = signing.creator
         self.stub = gateway_pb2_grpc.GatewayStub(channel)
@@ -307,6 +310,21 @@ def connect(
     signing = SigningIdentity(identity, signer, hash)
     if not isinstance(target, str):
         return Gateway(target, signing, timeouts=timeouts, nonce=nonce, clock=clock)
+    channel = open_channel(target, tls_ca=tls_ca, tls_client=tls_client, server_name=server_name)
+    return Gateway(
+        channel, signing, owns_channel=True, timeouts=timeouts, nonce=nonce, clock=clock,
+        endpoint=target,
+    )  # fmt: skip
+
+
+def open_channel(
+    target: str,
+    *,
+    tls_ca: bytes | None = None,
+    tls_client: tuple[bytes, bytes] | None = None,
+    server_name: str | None = None,
+) -> grpc.Channel:
+    """The gRPC channel :func:`connect` uses for ``host:port`` (the caller closes it)."""
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", _MAX_MESSAGE),
         ("grpc.max_send_message_length", _MAX_MESSAGE),
@@ -315,11 +333,9 @@ def connect(
         ("grpc.keepalive_timeout_ms", 20_000),
     ]
     if tls_ca is None:
-        channel = grpc.insecure_channel(target, options=options)
-    else:
-        key, cert = (tls_client[1], tls_client[0]) if tls_client else (None, None)
-        credentials = grpc.ssl_channel_credentials(tls_ca, key, cert)
-        if server_name:
-            options.append(("grpc.ssl_target_name_override", server_name))
-        channel = grpc.secure_channel(target, credentials, options=options)
-    return Gateway(channel, signing, owns_channel=True, timeouts=timeouts, nonce=nonce, clock=clock)
+        return grpc.insecure_channel(target, options=options)
+    key, cert = (tls_client[1], tls_client[0]) if tls_client else (None, None)
+    credentials = grpc.ssl_channel_credentials(tls_ca, key, cert)
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return grpc.secure_channel(target, credentials, options=options)

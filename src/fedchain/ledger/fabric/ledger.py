@@ -7,6 +7,8 @@
   places each entry in ledger order with the chaincode events (see :mod:`.follow`).
 - ``wait``/``head`` follow the ``fedchain.records`` events from a background stream;
   ``head`` first evaluates ``metadataHead`` (the newest committed transaction, one key read).
+- Opening fails within ``connect_timeout`` with :class:`~fedchain.errors.GatewayUnreachable`
+  when the gateway cannot be connected to (:mod:`.reach`); later outages get the backoff.
 
 ``Entry.seq`` packs (block, transaction position, record index) (:func:`.follow.pack_seq`);
 ``Entry.hash`` is ``"<tx id>:<record index>"``; ``Entry.ts`` is the transaction's timestamp
@@ -36,6 +38,7 @@ from fedchain.ledger.base import Entry, Query, as_records
 from fedchain.ledger.canonical import loads
 from fedchain.ledger.fabric.client import Contract, Gateway
 from fedchain.ledger.fabric.follow import EventIndex, Follower, IndexedTx, ResumeFile
+from fedchain.ledger.fabric.reach import CONNECT_TIMEOUT, ensure_reachable
 from fedchain.ledger.fabric.retry import Backoff, refusal, retrying, unknown_function
 from fedchain.ledger.records import Record, parse_record
 
@@ -57,6 +60,7 @@ class FabricLedger:
         resume_file: Path | None = None,
         backoff: Backoff | None = None,
         sync_timeout: float = 30.0,
+        connect_timeout: float = CONNECT_TIMEOUT,
         owns_gateway: bool = False,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -79,6 +83,8 @@ class FabricLedger:
             lambda: self._index.resume_block, self._deliver, self._set_stream_error, delays,
         )  # fmt: skip
         try:
+            # Unreachable now is a setup problem: say so at once (the backoff is for outages).
+            ensure_reachable(gateway.channel, gateway.endpoint, timeout=connect_timeout)
             self._check_saved(saved)
             self._follower.start()
             self.head()  # start caught up: wait(-1, 0) then returns the whole backlog

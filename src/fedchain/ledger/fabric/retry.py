@@ -33,7 +33,8 @@ class Backoff:
 
     The default rides out about 26 s of unavailability (a peer restarting): the runtime does not
     retry on top of it (``LedgerUnavailable.retried``), so this is the whole budget, as long as
-    the runtime's own on the other backends.
+    the runtime's own on the other backends. It is for a gateway a handle has reached: one that
+    cannot be reached when the handle opens fails at once (:mod:`.reach`).
     """
 
     attempts: int = 10

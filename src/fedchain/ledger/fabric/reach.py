@@ -1,0 +1,87 @@
+"""Whether a gateway can be reached at all, decided in seconds when a handle opens.
+
+The backoff of :mod:`.retry` (about 26 s) rides out an outage of a gateway this handle has
+already reached, such as a peer restarting mid-run. A gateway that cannot be reached when the
+handle opens (the network is not up, a wrong endpoint or TLS CA) is a setup problem instead: it
+is reported at once as :class:`~fedchain.errors.GatewayUnreachable`. Only the connection is
+checked here (TCP and TLS, no call): a gateway that is reachable but answers ``UNAVAILABLE``
+(its peers still gossiping after a start) still gets the backoff.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from typing import Final
+
+import grpc
+from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
+
+from fedchain.errors import GatewayUnreachable
+from fedchain.ledger.fabric.retry import TRANSIENT
+from fedchain.ledger.fabric.status import status_code_name
+
+__all__ = ["CONNECT_TIMEOUT", "HINT", "ensure_reachable", "unreachable_reason"]
+
+#: How long a new handle waits for the connection to its gateway.
+CONNECT_TIMEOUT: Final = 5.0
+#: What to do about an unreachable gateway, when the caller knows nothing more specific.
+HINT: Final = "is the Fabric network up, and does [ledger.fabric] endpoint name its peer?"
+
+_READY: Final = grpc.ChannelConnectivity.READY
+_FAILED: Final = grpc.ChannelConnectivity.TRANSIENT_FAILURE
+_CLOSED: Final = grpc.ChannelConnectivity.SHUTDOWN
+
+
+def ensure_reachable(
+    channel: grpc.Channel, endpoint: str, *, timeout: float = CONNECT_TIMEOUT, hint: str = HINT
+) -> None:
+    """Return once ``channel`` is connected; raise GatewayUnreachable if it cannot be."""
+    reason = unreachable_reason(channel, timeout)
+    if reason is not None:
+        raise GatewayUnreachable(endpoint or "the given gRPC channel", reason, hint=hint)
+
+
+def unreachable_reason(channel: grpc.Channel, timeout: float = CONNECT_TIMEOUT) -> str | None:
+    """``None`` once ``channel`` is connected; else why it is not, as soon as gRPC knows.
+
+    A refused connection or a failed TLS handshake is known after the first attempt (usually
+    milliseconds); an endpoint that never answers takes ``timeout`` seconds.
+    """
+    states: queue.SimpleQueue[grpc.ChannelConnectivity] = queue.SimpleQueue()
+    callback = states.put
+    channel.subscribe(callback, try_to_connect=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                state = states.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if state == _READY:
+                return None
+            if state == _FAILED:
+                return _last_error(channel)
+            if state == _CLOSED:
+                return "the gRPC channel is closed"
+    finally:
+        channel.unsubscribe(callback)
+    return f"no connection within {timeout:g} s"
+
+
+def _last_error(channel: grpc.Channel) -> str | None:
+    """gRPC's own words for the failed connection (refused, TLS, DNS...), or ``None`` if a
+    server answers after all (the channel connected meanwhile).
+
+    A call on a channel in transient failure fails at once with the connection's last error,
+    without reaching any server; so an empty request is enough to ask.
+    """
+    stub = gateway_pb2_grpc.GatewayStub(channel)
+    try:
+        stub.Evaluate(gateway_pb2.EvaluateRequest(), timeout=1.0, wait_for_ready=False)
+    except grpc.RpcError as exc:
+        code = status_code_name(exc)
+        if code in TRANSIENT:
+            text = exc.details() if isinstance(exc, grpc.Call) else None
+            return str(text or code)
+    return None
