@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,3 +35,50 @@ def test_a_process_whose_events_the_demo_does_not_read_never_blocks_on_them(
     assert proc.stdout is None
     assert proc.wait(timeout=60) == 0
     assert log.stat().st_size == 512 * 1024
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie awaiting its reaper has finished)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _until(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_demo_stops_its_organizations_too(tmp_path: Path) -> None:
+    """``kill <demo pid>`` used to leave the three fedchain-client processes running (ppid 1),
+    retrying for minutes. SIGTERM now unwinds like Ctrl-C: the demo stops its children."""
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "fedchain.cli.main", "demo", "--rounds", "200",
+         "--workdir", str(tmp_path / "demo"), "--json"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert _until(lambda: len(_children(demo.pid)) >= 4, 60), "server + 3 clients"
+        children = _children(demo.pid)
+        demo.send_signal(signal.SIGTERM)
+        _, err = demo.communicate(timeout=60)
+        assert demo.returncode == 143
+        assert err.strip().splitlines()[-1] == "error: terminated"
+        assert _until(lambda: not any(_alive(pid) for pid in children), 30), [
+            pid for pid in children if _alive(pid)
+        ]
+    finally:
+        if demo.poll() is None:
+            demo.kill()
