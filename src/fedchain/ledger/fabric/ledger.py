@@ -267,14 +267,23 @@ class FabricLedger:
         ]
 
     def _fill_timestamps(self, txs: Sequence[IndexedTx]) -> None:
-        """Transaction times are in the world state, not in the events: ask the chaincode."""
-        if len(txs) > 8:
-            self._query(Query())
-            return
+        """Transaction times are in the world state, not in the events: ask the chaincode.
+
+        This is on the path of every ``wait``, so transactions whose first records share run,
+        round, kind and task (every organization's update to one task) share one query.
+        """
+        groups: dict[tuple[str | None, int | None, str, str | None], set[str]] = {}
         for tx in txs:
             first = tx.records[0]
-            self._query(Query(run=first.run, round=first.round, kind=first.kind,
-                              org=first.org, task=first.task))  # fmt: skip
+            groups.setdefault((first.run, first.round, first.kind, first.task), set()).add(
+                first.org
+            )
+        if len(groups) > 8:
+            self._query(Query())
+            return
+        for (run, rnd, kind, task), orgs in groups.items():
+            org = next(iter(orgs)) if len(orgs) == 1 else None
+            self._query(Query(run=run, round=rnd, kind=kind, org=org, task=task))
 
     # -- following -------------------------------------------------------------------------
 
