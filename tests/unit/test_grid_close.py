@@ -153,3 +153,30 @@ def test_a_refused_transaction_keeps_the_held_close(setup: Any) -> None:
     grid.flush()  # e.g. the server closing what is left as it stops
     assert ledger.txs[-1] == ["close@1"]
     assert [e[1]["round"] for e in events if e[0] == "closed"] == [1]
+
+
+def test_rounds_left_open_are_closed_when_the_server_app_returns(setup: Any) -> None:
+    grid, ledger, _ = setup
+    with grid.closing_rounds():
+        push_round(grid, 1)
+        push_round(grid, 2)  # closes round 1 in its own transaction
+    assert ledger.txs[-2:] == [["close@1", "task@2"], ["close@2"]]
+
+
+def test_a_failing_server_app_still_writes_the_close_it_held(setup: Any) -> None:
+    grid, ledger, _ = setup
+
+    def failing_app() -> None:
+        push_round(grid, 1)
+        grid.close_round(1, model_sha256=H, defer=True)
+        raise ValueError("app failed")
+
+    def serve() -> None:
+        with grid.closing_rounds():
+            failing_app()
+
+    with pytest.raises(ValueError, match="app failed"):
+        serve()
+    assert ledger.txs[-1] == ["close@1"]
+    (close,) = [e.record for e in ledger.metadata_get(Query(kind="close"))]
+    assert close["model_sha256"] == H

@@ -11,9 +11,10 @@ on it unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from flwr.app import ArrayRecord, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
+from fedchain.errors import FedchainError
 from fedchain.hashing import sha256_hex
 from fedchain.ledger import Ledger, Query, parse_record
 from fedchain.runtime.arrays import arrays_sha256
@@ -193,6 +195,20 @@ class LedgerGrid(Grid):
         """Publish any ``close`` record held back by ``close_round(..., defer=True)``."""
         if self._held:
             self._publish([], "close a round", with_held=True)
+
+    @contextlib.contextmanager
+    def closing_rounds(self) -> Iterator[None]:
+        """Around a ServerApp: afterwards close the rounds it left open; if it fails, still
+        write the closes it had made (held for the next tasks that will not come)."""
+        try:
+            yield
+        except Exception:
+            with contextlib.suppress(FedchainError):  # the app's error is the one to report
+                self.flush()
+            raise
+        for rnd in self.open_rounds():
+            self.close_round(rnd, model_sha256=None, defer=True)
+        self.flush()
 
     def open_rounds(self) -> list[int]:
         return sorted(r for r, lg in self._rounds.items() if not lg.closed)
