@@ -8,9 +8,15 @@ alternately (``--pairs`` times each, same app, rounds and 3 organizations), and 
 * ``wall_s``: the whole command, and ``wall_per_round_s`` = wall / N;
 * ``round_s``: the median time between consecutive ``closed`` events of the aggregator (steady
   state: no process start-up, no final check);
-* for Fabric, from the channel itself: records and transactions per round and how many distinct
-  blocks a round's records landed in (each distinct block is one sequential block wait, since a
-  round's writes depend on each other).
+* ``phases_ms``: the median time of each step of a round, from the aggregator's events;
+* for Fabric, from the channel itself: records, transactions and distinct blocks per round, and
+  ``block_span``, the block intervals from one round's first task to the next round's (each is
+  one sequential block wait: a round's writes depend on each other);
+* with ``--trace``: each write's submit -> commit time by kind, the delivery lag to the other
+  parties, and one mid-run round's writes with their blocks.
+
+``--no-evaluate`` runs both demos without federated evaluation (the digits app's
+``fraction-evaluate`` run config set to 0).
 
 "A round's ledger overhead" = Fabric seconds per round - embedded seconds per round, both from
 ``round_s`` (and from ``wall_per_round_s``); the load average is recorded before each run.
