@@ -98,6 +98,29 @@ def test_concurrent_transactions_share_a_block_in_one_order(
     assert all(e.ts > 0 and e.signer == e.record.org for e in followed)
 
 
+def test_a_follower_asks_one_timestamp_query_per_task_not_per_update(
+    make_network: MakeNetwork, open_fabric: OpenFabric, genesis_record: Record
+) -> None:
+    """``wait`` asks the chaincode for transaction times (events do not carry them): the updates
+    of every organization to one task share one query."""
+    network = make_network(batch_size=4)
+    agg = _started(open_fabric, genesis_record, network)
+    agg.metadata_publish(parse_record(task_record("t2", 1)))
+    org2, org3 = open_fabric("org2", network=network), open_fabric("org3", network=network)
+    before = agg.head()
+    writes = [(h, _update(h.org, task)) for task in ("t1", "t2") for h in (org2, org3)]
+    network.ledger.batch_timeout = 10.0  # one block, cut when all four have arrived
+    with ThreadPoolExecutor(4) as pool:
+        written = [e for batch in pool.map(lambda w: w[0].metadata_publish(w[1]), writes)
+                   for e in batch]  # fmt: skip
+    assert len({unpack_seq(e.seq)[0] for e in written}) == 1
+    assert agg.head() == max(e.seq for e in written)  # all delivered; the newest one's time known
+    network.service.evaluated.clear()
+    followed = agg.wait(before, 0)
+    assert followed == sorted(written, key=lambda e: e.seq)  # timestamps included
+    assert network.service.evaluated == ["metadataGet"] * 2  # t1's and t2's (not 3, one per tx)
+
+
 def test_a_transaction_that_loses_an_mvcc_race_runs_again(
     make_network: MakeNetwork, open_fabric: OpenFabric, genesis_record: Record
 ) -> None:

@@ -152,6 +152,21 @@ def test_the_channel_records_the_run_as_each_org_wrote_it(
         assert hashlib.sha256(data).hexdigest() == row.model_sha256
 
 
+def test_each_close_but_the_last_shares_a_transaction_with_the_next_train_task(
+    network: tuple[StandInNetwork, Path],
+    demo: Summary,
+) -> None:
+    """One block interval saved per round: the close waits for the next round's tasks."""
+    _, tomls = network
+    entries = channel_entries(tomls, "org2", run=demo["run"])
+    tx_of = {(e.record.kind, e.record.round, e.record.data.get("type")): e.hash.split(":")[0]
+             for e in entries if e.record.kind in ("close", "task")}  # fmt: skip
+    for rnd in range(1, ROUNDS):
+        assert tx_of["close", rnd, None] == tx_of["task", rnd + 1, "train"], rnd
+    last_close = tx_of["close", ROUNDS, None]
+    assert [e.record.kind for e in entries if e.hash.startswith(last_close)] == ["close"]
+
+
 def test_audit_config_replays_the_fabric_channel(
     network: tuple[StandInNetwork, Path],
     demo: Summary,

@@ -98,7 +98,8 @@ def _start(grid: Grid, context: Context, *, secure: bool) -> None:
     seed = int(cfg.get("seed", 0))
     inner: Strategy = FedAvg(
         fraction_train=1.0,
-        fraction_evaluate=1.0,
+        # 0 skips federated evaluation: a round is then one exchange (benchmarks/demo_rounds.py)
+        fraction_evaluate=float(cfg.get("fraction-evaluate", 1.0)),
         min_train_nodes=orgs,
         min_evaluate_nodes=orgs,
         min_available_nodes=orgs,

@@ -42,6 +42,7 @@ class LedgerStrategy(Strategy):
         # Rounds already closed on the ledger when this process started (resume). Flower's loop
         # counts from 1 again; ``inner`` (and through it the apps) is given the ledger's round.
         self._offset = 0
+        self._rounds = 0  # rounds this process runs (Flower's loop counts 1.._rounds)
 
     def summary(self) -> None:
         log.info("LedgerStrategy(min_replies=%d) wrapping:", self.min_replies)
@@ -64,6 +65,7 @@ class LedgerStrategy(Strategy):
         if num_rounds <= 0:
             log.info("every round of this run is already closed on the ledger")
             return Result(arrays=initial_arrays)
+        self._rounds = num_rounds
         return super().start(
             grid, initial_arrays, num_rounds, timeout, train_config, evaluate_config, evaluate_fn
         )
@@ -147,5 +149,6 @@ class LedgerStrategy(Strategy):
                 rnd + self._grid.round_offset,
                 model_sha256=self._model.get(rnd) or None,
                 metrics=merged,
+                defer=server_round < self._rounds,  # rides with the next round's tasks
             )
         return metrics

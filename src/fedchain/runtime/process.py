@@ -176,9 +176,8 @@ def serve(options: ServerOptions, events: Events | None = None) -> str:
             )
         config.setdefault("min-replies", options.min_replies)
         context = Context(run_number(run), 0, {}, RecordDict(), config)
-        server_app(grid, context)
-        for rnd in grid.open_rounds():
-            grid.close_round(rnd, model_sha256=None)
+        with grid.closing_rounds():
+            server_app(grid, context)
         return run
     finally:
         dataplane.stop(grace=1.0)

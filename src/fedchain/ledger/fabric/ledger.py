@@ -45,6 +45,8 @@ from fedchain.ledger.records import Record, parse_record
 __all__ = ["FabricLedger"]
 
 log = logging.getLogger(__name__)
+#: Timings of each write and delivery, at DEBUG (benchmarks/demo_rounds.py --trace reads them).
+trace = logging.getLogger("fedchain.trace.fabric")
 _RERUN_CODES = frozenset({"MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT"})
 
 
@@ -103,6 +105,7 @@ class FabricLedger:
         if not batch:
             return []
         payload = b"[" + b",".join(r.canonical for r in batch) + b"]"
+        started = time.time()
         for _ in range(self._backoff.attempts):
             tx_id, result = self._submit(payload)
             if result is not None:
@@ -119,6 +122,9 @@ class FabricLedger:
             (tx,) = self._sync([tx_id])
         except LedgerUnavailable as exc:  # committed: publishing again would be a duplicate
             raise WriteUnconfirmed(f"{tx_id} is committed, but {exc}", tx_id=tx_id) from exc
+        if trace.isEnabledFor(logging.DEBUG):
+            trace.debug("publish %s %s start=%.4f synced=%.4f", tx_id[:12],
+                        _kinds(batch), started, time.time())  # fmt: skip
         return self._entries([tx])
 
     def metadata_get(self, query: Query | None = None) -> list[Entry]:
@@ -175,6 +181,9 @@ class FabricLedger:
             raise
         commit = retrying(transaction.submit, "submit", self._backoff, self._sleep)
         status = retrying(commit.status, "commit status", self._backoff, self._sleep)
+        if trace.isEnabledFor(logging.DEBUG):
+            trace.debug("committed %s block=%d t=%.4f", status.tx_id[:12], status.block_number,
+                        time.time())  # fmt: skip
         if status.code in _RERUN_CODES:
             return status.tx_id, None
         if not status.successful:
@@ -264,14 +273,23 @@ class FabricLedger:
         ]
 
     def _fill_timestamps(self, txs: Sequence[IndexedTx]) -> None:
-        """Transaction times are in the world state, not in the events: ask the chaincode."""
-        if len(txs) > 8:
-            self._query(Query())
-            return
+        """Transaction times are in the world state, not in the events: ask the chaincode.
+
+        This is on the path of every ``wait``, so transactions whose first records share run,
+        round, kind and task (every organization's update to one task) share one query.
+        """
+        groups: dict[tuple[str | None, int | None, str, str | None], set[str]] = {}
         for tx in txs:
             first = tx.records[0]
-            self._query(Query(run=first.run, round=first.round, kind=first.kind,
-                              org=first.org, task=first.task))  # fmt: skip
+            groups.setdefault((first.run, first.round, first.kind, first.task), set()).add(
+                first.org
+            )
+        if len(groups) > 8:
+            self._query(Query())
+            return
+        for (run, rnd, kind, task), orgs in groups.items():
+            org = next(iter(orgs)) if len(orgs) == 1 else None
+            self._query(Query(run=run, round=rnd, kind=kind, org=org, task=task))
 
     # -- following -------------------------------------------------------------------------
 
@@ -290,6 +308,9 @@ class FabricLedger:
                     self._resume = None
             self._index.add(tx)
             self._cond.notify_all()
+        if trace.isEnabledFor(logging.DEBUG):
+            trace.debug("delivered %s %s block=%d t=%.4f", tx.tx_id[:12], _kinds(tx.records),
+                        tx.block, time.time())  # fmt: skip
 
     def _set_stream_error(self, error: Exception | None) -> None:
         with self._cond:
@@ -309,6 +330,10 @@ class FabricLedger:
     def _index_snapshot(self) -> list[IndexedTx]:
         with self._cond:
             return self._index.after(-1)
+
+
+def _kinds(records: Sequence[Record]) -> str:
+    return "+".join(f"{r.kind}@{r.round}" for r in records)
 
 
 def _well_formed(item: Any) -> bool:
