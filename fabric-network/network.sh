@@ -50,6 +50,7 @@ init_work_dir() {
     fi
     mkdir -p "$WORK_DIR"
     touch "$WORK_MARKER"
+    record_ports
 }
 
 cmd_up() {

@@ -13,7 +13,11 @@ create_genesis_block() {
     fi
     mkdir -p "$CHANNEL_DIR"
     # configtx.yaml resolves MSPDir and TLS certificate paths against its own folder.
-    cp "$NETWORK_DIR/configtx.yaml" "$WORK_DIR/configtx.yaml"
+    if [[ $NETWORK_MODE == native ]]; then
+        native_configtx "$NETWORK_DIR/configtx.yaml" "$WORK_DIR/configtx.yaml"
+    else
+        cp "$NETWORK_DIR/configtx.yaml" "$WORK_DIR/configtx.yaml"
+    fi
     log "creating the genesis block of channel $CHANNEL (profile $(configtx_profile))"
     configtxgen -configPath "$WORK_DIR" -profile "$(configtx_profile)" -channelID "$CHANNEL" \
         -outputBlock "$block.tmp" >"$WORK_DIR/configtxgen.log" 2>&1 ||

@@ -12,11 +12,6 @@ NETWORK_DIR=${FABRIC_NETWORK_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pw
 # shellcheck source=../topology.env
 source "$NETWORK_DIR/topology.env"
 
-read -r -a ORG_LIST <<<"$ORGS"
-read -r -a PEER_PORT_LIST <<<"$PEER_PORTS"
-read -r -a PEER_CHAINCODE_PORT_LIST <<<"$PEER_CHAINCODE_PORTS"
-read -r -a PEER_OPERATIONS_PORT_LIST <<<"$PEER_OPERATIONS_PORTS"
-
 NETWORK_MODE=${FEDCHAIN_NETWORK_MODE:-native}
 WORK_DIR=${FEDCHAIN_FABRIC_WORK:-$NETWORK_DIR/.work}
 CONFIG_DIR=$NETWORK_DIR/config
@@ -45,6 +40,120 @@ case "$NETWORK_MODE" in
 native | compose) ;;
 *) die "FEDCHAIN_NETWORK_MODE must be 'native' or 'compose', not '$NETWORK_MODE'" ;;
 esac
+
+# --- ports (native mode) ----------------------------------------------------------------------
+# topology.env holds the default ports. FEDCHAIN_FABRIC_PORT_BASE=B moves every one of them by
+# B - 7000 (B=20000: orderer 20050, peers 20051/21051/22051, chaincode 22999, ...), and
+# FEDCHAIN_FABRIC_<NAME> (e.g. FEDCHAIN_FABRIC_PEER_PORTS="30051 30052 30053") sets one variable
+# after that. `up` records the ports it used in WORK_DIR/ports.env; later commands on that work
+# folder use the recorded ports, and refuse an environment asking for others.
+PORT_VARS=(ORDERER_PORT ORDERER_ADMIN_PORT ORDERER_OPERATIONS_PORT PEER_PORTS PEER_CHAINCODE_PORTS
+    PEER_OPERATIONS_PORTS CHAINCODE_PORT AGGREGATOR_PORT)
+PORTS_FILE=$WORK_DIR/ports.env
+DEFAULT_ORDERER_PORT=$ORDERER_PORT
+DEFAULT_PEER_PORTS=$PEER_PORTS
+
+# shift_ports DELTA LIST: every port of LIST moved by DELTA.
+shift_ports() {
+    local delta=$1 port out=()
+    for port in $2; do
+        out+=($((port + delta)))
+    done
+    echo "${out[*]}"
+}
+
+# requested_ports: set the port variables from topology.env and the environment; succeed only
+# if the environment asked for anything.
+requested_ports() {
+    local var override asked=1
+    if [[ -n ${FEDCHAIN_FABRIC_PORT_BASE:-} ]]; then
+        [[ $FEDCHAIN_FABRIC_PORT_BASE =~ ^[0-9]+$ ]] ||
+            die "FEDCHAIN_FABRIC_PORT_BASE must be a number, not '$FEDCHAIN_FABRIC_PORT_BASE'"
+        for var in "${PORT_VARS[@]}"; do
+            printf -v "$var" '%s' "$(shift_ports $((FEDCHAIN_FABRIC_PORT_BASE - 7000)) "${!var}")"
+        done
+        asked=0
+    fi
+    for var in "${PORT_VARS[@]}"; do
+        override=FEDCHAIN_FABRIC_$var
+        if [[ -n ${!override:-} ]]; then
+            printf -v "$var" '%s' "${!override}"
+            asked=0
+        fi
+    done
+    return $asked
+}
+
+ports_summary() {
+    local var
+    for var in "${PORT_VARS[@]}"; do
+        printf '%s="%s"\n' "$var" "${!var}"
+    done
+}
+
+# check_ports: numbers in 1025-65535, one per organization in the lists, all distinct.
+check_ports() {
+    local var list all=() port
+    for var in PEER_PORTS PEER_CHAINCODE_PORTS PEER_OPERATIONS_PORTS; do
+        read -r -a list <<<"${!var}"
+        ((${#list[@]} == ${#ORG_LIST[@]})) ||
+            die "$var needs one port per organization ($ORGS), not '${!var}'"
+    done
+    for var in "${PORT_VARS[@]}"; do
+        for port in ${!var}; do
+            [[ $port =~ ^[0-9]+$ ]] && ((port > 1024 && port < 65536)) ||
+                die "$var: '$port' is not a port in 1025-65535"
+            all+=("$port")
+        done
+    done
+    [[ $(printf '%s\n' "${all[@]}" | sort | uniq -d) == "" ]] ||
+        die "two services would share a port: $(ports_summary | tr '\n' ' ')"
+}
+
+read -r -a ORG_LIST <<<"$ORGS"
+if [[ $NETWORK_MODE == native ]]; then
+    if requested_ports; then PORTS_ASKED=1; else PORTS_ASKED=0; fi
+    if [[ -f $PORTS_FILE ]]; then
+        wanted=$(ports_summary)
+        # shellcheck source=/dev/null
+        source "$PORTS_FILE"
+        if ((PORTS_ASKED)) && [[ $wanted != "$(ports_summary)" ]]; then
+            die "$WORK_DIR was made with other ports ($(tr '\n' ' ' <"$PORTS_FILE")); use the" \
+                "same FEDCHAIN_FABRIC_PORT_BASE / FEDCHAIN_FABRIC_* ports, or 'network.sh clean' it"
+        fi
+        unset wanted
+    fi
+    check_ports
+fi
+read -r -a PEER_PORT_LIST <<<"$PEER_PORTS"
+read -r -a PEER_CHAINCODE_PORT_LIST <<<"$PEER_CHAINCODE_PORTS"
+read -r -a PEER_OPERATIONS_PORT_LIST <<<"$PEER_OPERATIONS_PORTS"
+
+# record_ports: WORK_DIR/ports.env, the ports this work folder's network uses.
+record_ports() {
+    [[ $NETWORK_MODE == native ]] || return 0
+    ports_summary >"$PORTS_FILE.tmp"
+    mv "$PORTS_FILE.tmp" "$PORTS_FILE"
+}
+
+# native_configtx SRC DEST: configtx.yaml with the native profile's loopback ports (the orderer
+# endpoint, its Raft consenter and the anchor peers) moved to the ports in use.
+native_configtx() {
+    awk -v oport="$ORDERER_PORT" -v dport="$DEFAULT_ORDERER_PORT" \
+        -v peers="$PEER_PORTS" -v dpeers="$DEFAULT_PEER_PORTS" '
+        BEGIN {
+            map[dport] = oport
+            n = split(peers, p, " "); split(dpeers, d, " ")
+            for (i = 1; i <= n; i++) map[d[i]] = p[i]
+        }
+        $0 ~ "^ *- 127\\.0\\.0\\.1:" dport "$" { sub(dport "$", oport) }
+        loopback && /^ *Port: [0-9]+$/ {
+            port = $2
+            if (port in map) sub(port "$", map[port])
+        }
+        { loopback = ($0 ~ /Host: 127\.0\.0\.1$/); print }
+    ' "$1" >"$2"
+}
 
 # require_fabric_bins BIN...: every Fabric binary must be on PATH (they are never downloaded).
 require_fabric_bins() {
