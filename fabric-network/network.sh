@@ -11,12 +11,16 @@
 #   crypto                   create the PKI and the peer/orderer identities (no Fabric needed)
 #   channel                  create the channel and join the orderer and peers to it
 #   deploy                   install, approve and commit the chaincode; start its server
+#   start                    start whichever node or chaincode server is not running
+#   define NAME...           commit the chaincode under more names (each an empty namespace)
 #   env [ORG]                print the exports that make the peer CLI ORG's admin
 #   toml [ORG [server|client]]  print a fedchain.toml (default: the aggregator's; ORG: its client)
 #   status                   show which processes run
 #
 # Environment: FEDCHAIN_FABRIC_WORK (work folder, default fabric-network/.work),
-# FEDCHAIN_CCAAS_BUILDER (fedchain | fabric | a builder folder), FABRIC_LOGGING_SPEC.
+# FEDCHAIN_FABRIC_PORT_BASE (moves every port by BASE - 7000), FEDCHAIN_FABRIC_<PORT VARIABLE>
+# (one port or port list of topology.env), FEDCHAIN_CCAAS_BUILDER (fedchain | fabric | a
+# builder folder), FABRIC_LOGGING_SPEC.
 # See docs/fabric.md, "Running a network".
 set -euo pipefail
 
@@ -76,6 +80,20 @@ cmd_deploy() {
     deploy_definition
     start_chaincode_server
     wait_chaincode_ready
+}
+
+# cmd_start: (re)start what is not running (after `down`, or a node that died), nothing else.
+cmd_start() {
+    [[ -f $WORK_MARKER && -f $CC_DIR/package_id ]] || die "no network in $WORK_DIR: run 'up' first"
+    require_fabric_bins peer orderer
+    start_nodes
+    start_chaincode_server
+}
+
+cmd_define() {
+    require_fabric_bins peer
+    [[ -f $CC_DIR/package_id ]] || die "no chaincode deployed in $WORK_DIR: run 'up' first"
+    define_names "$@"
 }
 
 cmd_channel() {
@@ -141,6 +159,8 @@ main() {
     crypto) cmd_crypto ;;
     channel) cmd_channel ;;
     deploy) cmd_deploy ;;
+    start) cmd_start ;;
+    define) cmd_define "$@" ;;
     env) cmd_env "$@" ;;
     toml)
         local org=${1:-$AGGREGATOR_ORG}

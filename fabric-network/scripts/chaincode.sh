@@ -139,3 +139,45 @@ wait_chaincode_ready() {
     done
     log "the chaincode answers on every peer"
 }
+
+# define_names NAME...: the chaincode definition, with the deployed package, committed under
+# each new NAME as well: every name is its own namespace (an empty world state) served by the
+# same chaincode server. For tests that need an empty ledger on a running network; the
+# approvals of all names and organizations, then the commits, run concurrently.
+define_names() {
+    local name org pid failed=0 peers=() pids=()
+    local logs=$CC_DIR/define.$$
+    (($#)) || die "define needs at least one chaincode name"
+    for name in "$@"; do
+        [[ $name =~ ^[a-z0-9][a-z0-9_-]{0,63}$ ]] || die "'$name' is not a chaincode name"
+    done
+    mkdir -p "$logs"
+    for org in "${ORG_LIST[@]}"; do
+        peers+=(--peerAddresses "$(peer_endpoint "$org")" --tlsRootCertFiles "$(org_tls_ca "$org")")
+        for name in "$@"; do
+            (
+                use_org_admin "$org"
+                retry 15 1 peer lifecycle chaincode approveformyorg -o "$(orderer_endpoint)" --tls \
+                    --cafile "$(orderer_tls_ca)" --channelID "$CHANNEL" --name "$name" \
+                    --version "$CHAINCODE_VERSION" --sequence 1 --package-id "$(package_id)"
+            ) >"$logs/approve.$org.$name.log" 2>&1 &
+            pids+=($!)
+        done
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    ((failed == 0)) || die "approving failed: $(tail -n 3 "$logs"/approve.* | tail -n 20)"
+    pids=()
+    for name in "$@"; do
+        (
+            use_org_admin "$AGGREGATOR_ORG"
+            retry 10 1 peer lifecycle chaincode commit -o "$(orderer_endpoint)" --tls \
+                --cafile "$(orderer_tls_ca)" --channelID "$CHANNEL" --name "$name" \
+                --version "$CHAINCODE_VERSION" --sequence 1 "${peers[@]}"
+        ) >"$logs/commit.$name.log" 2>&1 &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    ((failed == 0)) || die "committing failed: $(tail -n 3 "$logs"/commit.* | tail -n 20)"
+    rm -rf "$logs"
+    log "defined $* on $CHANNEL"
+}
