@@ -1,29 +1,30 @@
-"""Training on a Fabric ledger end to end: ``fedchain demo --ledger fabric`` runs
+"""Training on a REAL Fabric network end to end: ``fedchain demo --ledger fabric`` runs
 ``fedchain-server`` and one ``fedchain-client`` per organization as real processes, each
-configured by the fedchain.toml that ``fabric-network/network.sh`` writes, each signing its
-transactions with its own identity through its own organization's gateway. The channel is the
-stand-in network running the real chaincode process (no Fabric binaries here); the crypto
-material is made by ``network.sh crypto`` exactly as for a real network. Then ``fedchain audit
---config`` replays the channel, and a third party reads it back independently. Last, an
-aggregator killed (``kill -9``) mid-run and started again with the same command resumes the run
-from the channel.
+configured by the fedchain.toml that ``fabric-network/network.sh up`` wrote, each signing its
+transactions with its own identity through its own organization's peer. Then ``fedchain audit
+--config`` replays the channel, ``fedchain ledger show --config`` lists it, and a third party
+reads it back independently. Last, the run survives failures: an aggregator killed
+(``kill -9``) mid-run and started again with the same command resumes the run from the channel,
+and a peer killed mid-run and restarted does not stop the run.
+
+The network comes from ``tests/fabric_support/real.py`` (skipped without one; a failure under
+``FEDCHAIN_REQUIRE_FABRIC=1``). Runs share the network's channel and chaincode, each under its
+own run id, as runs of one consortium do.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.fabric_support.chaincode import ChaincodeProcess
-from tests.fabric_support.network import StandInNetwork
+from tests.fabric_support.real import RealNetwork
 from tests.integration.runtime_support import (
     ROOT,
     TINY_CLIENT,
@@ -39,50 +40,21 @@ from fedchain.config import load_settings
 from fedchain.ledger import Entry, Query, Record
 from fedchain.ledger.factory import open_for_reading
 from fedchain.ledger.replay import replay
-from fedchain.pki import load_consortium
 
-pytest_plugins = ["tests.fabric_support.fixtures"]
-pytestmark = pytest.mark.slow
+pytest_plugins = ["tests.fabric_support.real"]
+pytestmark = [pytest.mark.slow, pytest.mark.fabric]
 
-NETWORK_SH = ROOT / "fabric-network" / "network.sh"
 BIN = Path(sys.executable).parent
 ORGS = ["org1", "org2", "org3"]  # fabric-network/topology.env
 ROUNDS = 2
 Summary = dict[str, Any]  # the demo's final JSON line
 
 
-def network_sh(*args: str, work: Path) -> str:
-    env = child_env(FEDCHAIN_FABRIC_WORK=str(work))
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"  # this interpreter's fedchain command
-    result = subprocess.run([str(NETWORK_SH), *args], capture_output=True, text=True, env=env,
-                            timeout=WAIT, check=False)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
-def network(
-    chaincode_service: ChaincodeProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[StandInNetwork, Path]]:
-    """The stand-in channel (every org endorses and hosts a gateway) and the folder of
-    fedchain.toml files network.sh writes for it, pointed at the stand-in's gateways."""
-    work = tmp_path_factory.mktemp("fabric") / "work"
-    network_sh("crypto", work=work)
-    pki = work / "pki"
-    channel = StandInNetwork(
-        pki_dir=pki, consortium=load_consortium(pki), chaincode_address=chaincode_service.address,
-        endorsing_orgs=ORGS, batch_timeout=0.02,
-    )  # fmt: skip
-    tomls = work / "fedchain"
-    tomls.mkdir()
-    for org, role, name in [("org1", "server", "aggregator"), *((o, "client", o) for o in ORGS)]:
-        text = network_sh("toml", org, role, work=work)
-        own = f'endpoint = "{channel.endpoints[org]}"'  # the stand-in's port for org's peer
-        text, count = re.subn(r'(?m)^endpoint = "127\.0\.0\.1:\d+"$', own, text)
-        assert count == 1, text
-        (tomls / f"{name}.toml").write_text(text)
-    yield channel, tomls
-    channel.close()
+def tomls(real_network: RealNetwork) -> Path:
+    """The fedchain.toml files ``network.sh up`` wrote: the aggregator's and one per org."""
+    assert sorted(p.stem for p in real_network.tomls.glob("*.toml")) == ["aggregator", *ORGS]
+    return real_network.tomls
 
 
 def fedchain(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -93,8 +65,7 @@ def fedchain(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess
 
 
 @pytest.fixture(scope="module")
-def demo(network: tuple[StandInNetwork, Path], tmp_path_factory: pytest.TempPathFactory) -> Summary:
-    _, tomls = network
+def demo(tomls: Path, tmp_path_factory: pytest.TempPathFactory) -> Summary:
     workdir = tmp_path_factory.mktemp("demo") / "demo"
     result = fedchain("demo", "--ledger", "fabric", "--network", tomls, "--rounds", str(ROUNDS),
                       "--workdir", workdir, "--json")  # fmt: skip
@@ -104,18 +75,59 @@ def demo(network: tuple[StandInNetwork, Path], tmp_path_factory: pytest.TempPath
     return summary
 
 
-def channel_entries(tomls: Path, org: str, **query: Any) -> list[Entry]:
-    """Entries of the channel matching ``Query(**query)``, read as ``org`` (its fedchain.toml)."""
-    reader = open_for_reading(load_settings(tomls / f"{org}.toml", env={}))
+CHAINCODE_ENV = "FEDCHAIN_LEDGER__FABRIC__CHAINCODE"
+
+
+def channel_entries(
+    tomls: Path, org: str, chaincode: str | None = None, **query: Any
+) -> list[Entry]:
+    """Entries of the channel matching ``Query(**query)``, read as ``org`` (its fedchain.toml),
+    from the network's chaincode or the given one."""
+    env = {CHAINCODE_ENV: chaincode} if chaincode else {}
+    reader = open_for_reading(load_settings(tomls / f"{org}.toml", env=env))
     try:
         return reader.metadata_get(Query(**query))
     finally:
         reader.close()
 
 
-def read_channel(tomls: Path, **query: Any) -> list[Record]:
+def read_channel(tomls: Path, chaincode: str | None = None, **query: Any) -> list[Record]:
     """Records of the channel matching ``Query(**query)``, read as org2."""
-    return [e.record for e in channel_entries(tomls, "org2", **query)]
+    return [e.record for e in channel_entries(tomls, "org2", chaincode, **query)]
+
+
+class Training:
+    """``fedchain-server`` and ``fedchain-client`` processes on the network's fedchain.toml
+    files (a free aggregator port, 3 rounds of the tiny app), on the network's chaincode or
+    under another chaincode name; all killed by ``stop()``."""
+
+    def __init__(self, tomls: Path, logs: Path, chaincode: str | None = None) -> None:
+        self.tomls, self.logs = tomls, logs
+        self.env = {CHAINCODE_ENV: chaincode} if chaincode else {}
+        self.address = f"127.0.0.1:{free_port()}"
+        self.procs: list[Proc] = []
+
+    def _start(self, name: str, module: str, *args: str, stdin: bool = False, **env: str) -> Proc:
+        argv = [sys.executable, "-m", module, *args, "--json"]
+        self.procs.append(Proc(name, argv, self.logs, child_env(**self.env, **env), stdin))
+        return self.procs[-1]
+
+    def aggregator(self) -> Proc:  # the same command every time
+        return self._start(
+            "aggregator", "fedchain.cli.server", "--config", str(self.tomls / "aggregator.toml"),
+            "--models", str(self.logs / "models"), "--address", self.address, "--rounds", "3",
+            "--deadline", "40", "--min-nodes", "3", "--app", TINY_SERVER,
+        )  # fmt: skip
+
+    def client(self, org: str, app: str, stdin: bool = False, **env: str) -> Proc:
+        return self._start(
+            org, "fedchain.cli.client", "--config", str(self.tomls / f"{org}.toml"), "--server",
+            self.address, "--exit-when-done", "--app", app, stdin=stdin, **env,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.kill()
 
 
 def test_demo_trains_every_org_on_the_fabric_channel(demo: Summary) -> None:
@@ -132,12 +144,10 @@ def test_demo_trains_every_org_on_the_fabric_channel(demo: Summary) -> None:
 
 
 def test_the_channel_records_the_run_as_each_org_wrote_it(
-    network: tuple[StandInNetwork, Path],
-    demo: Summary,
+    tomls: Path, demo: Summary
 ) -> None:
     """Read back independently as org3: every record of the run is signed by the org it
     names, the write rules hold, and the global models on disk match their ledger hashes."""
-    _, tomls = network
     entries = channel_entries(tomls, "org3")
     run_entries = channel_entries(tomls, "org3", run=demo["run"])
     rows = [r for r in replay(entries) if r.run == demo["run"]]
@@ -153,11 +163,9 @@ def test_the_channel_records_the_run_as_each_org_wrote_it(
 
 
 def test_each_close_but_the_last_shares_a_transaction_with_the_next_train_task(
-    network: tuple[StandInNetwork, Path],
-    demo: Summary,
+    tomls: Path, demo: Summary
 ) -> None:
     """One block interval saved per round: the close waits for the next round's tasks."""
-    _, tomls = network
     entries = channel_entries(tomls, "org2", run=demo["run"])
     tx_of = {(e.record.kind, e.record.round, e.record.data.get("type")): e.hash.split(":")[0]
              for e in entries if e.record.kind in ("close", "task")}  # fmt: skip
@@ -167,11 +175,7 @@ def test_each_close_but_the_last_shares_a_transaction_with_the_next_train_task(
     assert [e.record.kind for e in entries if e.hash.startswith(last_close)] == ["close"]
 
 
-def test_audit_config_replays_the_fabric_channel(
-    network: tuple[StandInNetwork, Path],
-    demo: Summary,
-) -> None:
-    _, tomls = network
+def test_audit_config_replays_the_fabric_channel(tomls: Path, demo: Summary) -> None:
     result = fedchain("audit", "--config", tomls / "org2.toml", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -180,10 +184,7 @@ def test_audit_config_replays_the_fabric_channel(
     assert [r["model_sha256"] for r in ours] == [r["model_sha256"] for r in demo["rounds"]]
 
 
-def test_ledger_show_config_lists_the_channel_records(
-    network: tuple[StandInNetwork, Path], demo: Summary
-) -> None:
-    _, tomls = network
+def test_ledger_show_config_lists_the_channel_records(tomls: Path, demo: Summary) -> None:
     shown = fedchain("ledger", "show", "--config", tomls / "org3.toml", "--run", demo["run"],
                      "--kind", "close", "--json")  # fmt: skip
     assert shown.returncode == 0, shown.stderr
@@ -199,11 +200,10 @@ def test_ledger_show_config_lists_the_channel_records(
 
 
 def test_the_demo_s_progress_line_names_the_round_never_none(
-    network: tuple[StandInNetwork, Path], tmp_path: Path
+    tomls: Path, tmp_path: Path
 ) -> None:
     """As people see it (no --json): the progress line the demo leaves behind is the last
     round's, with the ledger checked (the run-wide events carry no round of their own)."""
-    _, tomls = network
     result = fedchain("demo", "--ledger", "fabric", "--network", tomls, "--rounds", "1",
                       "--workdir", tmp_path / "demo")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -224,48 +224,28 @@ def test_demo_without_a_network_says_how_to_start_one(tmp_path: Path) -> None:
 
 
 def test_aggregator_killed_on_fabric_resumes_the_run_from_the_channel(
-    network: tuple[StandInNetwork, Path], demo: Summary, tmp_path: Path
+    tomls: Path, demo: Summary, tmp_path: Path
 ) -> None:
     """The channel already holds the demo's finished run: the clients, started without
     ``--run``, must not take it for theirs and exit at once."""
-    _, tomls = network
     assert read_channel(tomls, kind="close", run=demo["run"])
-    address, procs = f"127.0.0.1:{free_port()}", []
-
-    def start(name: str, module: str, *args: str, stdin: bool = False, **env: str) -> Proc:
-        argv = [sys.executable, "-m", module, *args, "--json"]
-        procs.append(Proc(name, argv, tmp_path, child_env(**env), stdin))
-        return procs[-1]
-
-    def aggregator() -> Proc:  # the same command both times
-        return start(
-            "aggregator", "fedchain.cli.server", "--config", str(tomls / "aggregator.toml"),
-            "--models", str(tmp_path / "models"), "--address", address, "--rounds", "3",
-            "--deadline", "40", "--min-nodes", "3", "--app", TINY_SERVER,
-        )  # fmt: skip
-
-    def client(org: str, app: str, stdin: bool = False, **env: str) -> Proc:
-        return start(
-            org, "fedchain.cli.client", "--config", str(tomls / f"{org}.toml"), "--server",
-            address, "--exit-when-done", "--app", app, stdin=stdin, **env,
-        )  # fmt: skip
-
+    training = Training(tomls, tmp_path)
     try:
-        agg = aggregator()
+        agg = training.aggregator()
         run = agg.event("listening")["run"]
-        clients = [client("org1", TINY_CLIENT), client("org2", TINY_CLIENT)]
-        gated = client("org3", "tests.apps.misbehaving:gated", stdin=True, TEST_GATE_ROUND="2")
+        clients = [training.client("org1", TINY_CLIENT), training.client("org2", TINY_CLIENT)]
+        gated = training.client("org3", "tests.apps.misbehaving:gated", stdin=True,
+                                TEST_GATE_ROUND="2")  # fmt: skip
         gated.event("app", state="waiting", round=2)  # round 2 cannot close meanwhile
         agg.kill()
         gated.tell("go")  # answers the dead aggregator's task: never aggregated
-        again = aggregator()
+        again = training.aggregator()
         assert again.event("listening")["run"] == run  # the unfinished run, found on the channel
         again.expect_exit(0)
         for proc in (*clients, gated):
             proc.expect_exit(0)
     finally:
-        for proc in procs:
-            proc.kill()
+        training.stop()
 
     closes = {int(r["round"]): r for r in read_channel(tomls, kind="close", run=run)}
     assert sorted(closes) == [1, 2, 3]  # each round closed exactly once (else keys would clash)
@@ -280,12 +260,9 @@ def test_aggregator_killed_on_fabric_resumes_the_run_from_the_channel(
     assert by_org(closes[2]["aggregated"], "update_sha256") == resumed
 
 
-def test_secure_demo_on_fabric_anchors_keys_on_the_channel(
-    network: tuple[StandInNetwork, Path], tmp_path: Path
-) -> None:
+def test_secure_demo_on_fabric_anchors_keys_on_the_channel(tomls: Path, tmp_path: Path) -> None:
     """Secure aggregation over a Fabric ledger: every organization anchors its key-agreement
     public keys on the channel, and the round closes with all three organizations."""
-    _, tomls = network
     result = fedchain("demo", "--ledger", "fabric", "--network", tomls, "--secure", "--rounds",
                       "1", "--workdir", tmp_path / "demo", "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -297,10 +274,57 @@ def test_secure_demo_on_fabric_anchors_keys_on_the_channel(
     assert {k.org for k in keys} == set(ORGS)
 
 
-def test_demo_on_fabric_refuses_orgs(network: tuple[StandInNetwork, Path], tmp_path: Path) -> None:
-    _, tomls = network
+def test_demo_on_fabric_refuses_orgs(tomls: Path, tmp_path: Path) -> None:
     result = fedchain("demo", "--ledger", "fabric", "--network", tomls, "--orgs", "5",
                       "--workdir", tmp_path / "demo")  # fmt: skip
     assert result.returncode == 1
     assert "--orgs applies to the embedded ledger" in result.stderr
     assert not (tmp_path / "demo").exists()
+
+
+# -- a peer killed mid-run and restarted --------------------------------------------------------
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_a_peer_killed_mid_run_and_restarted_does_not_stop_the_run(
+    real_network: RealNetwork, tomls: Path, tmp_path: Path
+) -> None:
+    """org1's peer (the aggregator's and org1's gateway) is killed with ``kill -9`` while
+    round 2 waits for org3; org3 answers through its own peer meanwhile (org2 and org3 still
+    make the MAJORITY), the peer is started again, and the run closes all its rounds: the
+    aggregator and org1 ride out the outage (retries, event streams reopened). On a chaincode
+    name of its own, so that no unfinished run of another test is taken for this one's."""
+    peer = f"{real_network.topology['PEER_NAME']}.{real_network.aggregator_org}"
+    namespace = real_network.namespace()
+    training = Training(tomls, tmp_path, chaincode=namespace)
+    try:
+        agg = training.aggregator()
+        run = agg.event("listening")["run"]
+        clients = [training.client("org1", TINY_CLIENT), training.client("org2", TINY_CLIENT)]
+        gated = training.client("org3", "tests.apps.misbehaving:gated", stdin=True,
+                                TEST_GATE_ROUND="2")  # fmt: skip
+        gated.event("app", state="waiting", round=2)
+        real_network.kill(peer)
+        gated.tell("go")
+        _wait_for(lambda: any(u.org == "org3" for u in read_channel(
+                      tomls, namespace, kind="update", run=run, round=2)),
+                  "org3's round-2 update on the channel (read through org2's peer)")  # fmt: skip
+        assert real_network.pid(peer) is None  # the write went through while the peer was down
+        real_network.start()
+        assert real_network.pid(peer) is not None
+        agg.expect_exit(0)
+        for proc in (*clients, gated):
+            proc.expect_exit(0)
+    finally:
+        training.stop()
+        if real_network.pid(peer) is None:
+            real_network.start()  # leave the network whole for the next test
+    closes = {int(r["round"]): r for r in read_channel(tomls, namespace, kind="close", run=run)}
+    assert sorted(closes) == [1, 2, 3]
+    assert sorted(by_org(closes[2]["aggregated"], "update_sha256")) == ORGS

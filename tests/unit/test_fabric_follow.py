@@ -26,7 +26,7 @@ from fedchain.ledger.fabric.follow import (
     parse_event_records,
     unpack_seq,
 )
-from fedchain.ledger.fabric.retry import Backoff, retrying
+from fedchain.ledger.fabric.retry import Backoff, is_transient, retrying
 
 position = st.tuples(
     st.integers(0, 2**31 - 1), st.integers(0, 2**16 - 1), st.integers(0, 2**16 - 1)
@@ -122,3 +122,32 @@ def test_retrying_retries_transient_errors_only() -> None:
     assert info.value.__cause__ is down
     assert info.value.retried  # the runtime must not retry it again
     assert slept == [1.0, 2.0, 1.0, 2.0]
+
+
+def test_too_few_live_endorsers_is_transient_but_an_unknown_chaincode_is_not() -> None:
+    """The real gateway's words (Fabric 2.5.12): a peer just restarted, before gossip finds the
+    others, cannot plan an endorsement for a while; a chaincode nobody defined never will."""
+    warming = EndorseError(
+        "no combination of peers can be derived which satisfy the endorsement policy: "
+        "no peer combination can satisfy the endorsement policy", code="FAILED_PRECONDITION",
+    )  # fmt: skip
+    undefined = EndorseError(
+        "no combination of peers can be derived which satisfy the endorsement policy: "
+        "No metadata was found for chaincode nope in channel fedchain", code="FAILED_PRECONDITION",
+    )  # fmt: skip
+    assert is_transient(warming)
+    assert not is_transient(undefined)
+    outcomes: list[Exception | str] = [warming, "done"]
+
+    def step() -> str:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    slept: list[float] = []
+    assert retrying(step, "endorse", Backoff(attempts=2, initial=0.5), slept.append) == "done"
+    assert slept == [0.5]
+    with pytest.raises(EndorseError):
+        retrying(lambda: (_ for _ in ()).throw(undefined), "endorse", Backoff(), slept.append)
+    assert slept == [0.5]

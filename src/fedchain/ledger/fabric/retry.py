@@ -1,6 +1,9 @@
 """What a failed Gateway call means for the ledger: retry, refusal, or unavailability.
 
-- ``UNAVAILABLE`` and ``DEADLINE_EXCEEDED`` are transient: the same step is retried with
+- ``UNAVAILABLE`` and ``DEADLINE_EXCEEDED`` are transient, and so is a gateway that cannot
+  yet find enough peers to endorse (``FAILED_PRECONDITION``, "no peer combination can satisfy
+  the endorsement policy": a peer just restarted, before gossip has found the others, or a
+  majority of peers down): the same step is retried with
   exponential backoff (same transaction id, so a retried submit cannot commit twice), and
   when the attempts run out the caller gets :class:`~fedchain.errors.LedgerUnavailable` with
   ``retried=True``, so the runtime does not retry the whole operation once more on top.
@@ -20,10 +23,13 @@ from typing import Final, TypeVar
 
 from fedchain.errors import GatewayError, LedgerError, LedgerUnavailable, RecordError, RuleViolation
 
-__all__ = ["TRANSIENT", "Backoff", "refusal", "retrying"]
+__all__ = ["TRANSIENT", "Backoff", "is_transient", "refusal", "retrying"]
 
 T = TypeVar("T")
 TRANSIENT: Final = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
+#: What a Fabric 2.5 gateway says when discovery knows too few live peers for the policy (not
+#: when the chaincode is unknown: that message names the missing metadata instead).
+_NO_ENDORSERS: Final = "no peer combination can satisfy the endorsement policy"
 _RULE = re.compile(r"(?:^|chaincode response \d+, )([a-z]+\.[a-z_]+): (.*)", re.DOTALL)
 
 
@@ -61,7 +67,7 @@ def retrying(
         try:
             return step()
         except GatewayError as exc:
-            if exc.code not in TRANSIENT:
+            if not is_transient(exc):
                 raise
             delay = next(delays, None)
             if delay is None:
@@ -70,6 +76,13 @@ def retrying(
                     retried=True,
                 ) from exc
             sleep(delay)
+
+
+def is_transient(exc: GatewayError) -> bool:
+    """Whether retrying the same step later may succeed (see the module docstring)."""
+    if exc.code in TRANSIENT:
+        return True
+    return exc.code == "FAILED_PRECONDITION" and _NO_ENDORSERS in str(exc)
 
 
 def refusal(error: GatewayError) -> LedgerError | None:
