@@ -6,8 +6,11 @@ identical ``ProposalResponsePayload`` bytes and assembles the prepared transacti
 ``Submit`` hands the signed envelope to the orderer; ``CommitStatus`` blocks until the
 transaction commits; ``ChaincodeEvents`` streams one response per block holding events of the
 chaincode. Failures carry ``gateway.ErrorDetail`` values in ``grpc-status-details-bin``, with
-the same codes and messages as the real gateway (e.g. a chaincode refusal during endorsement
-is ``ABORTED`` with the detail ``chaincode response 500, <message>``).
+the same codes and messages as a real Fabric 2.5.12 gateway (checked side by side in
+``tests/integration/test_fabric_gateway_parity.py``): e.g. a chaincode refusal during
+endorsement is ``ABORTED`` with the detail ``chaincode response 500, <message>`` from the
+gateway's own peer (the others are asked only once it endorsed), a creator Fabric's MSP refuses
+is ``creator org unknown, creator is malformed``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from fedchain.ledger.fabric.status import DETAILS_KEY, Detail, encode_status
 from fedchain.pki import Consortium
 from tests.fabric_support.ledger import Ledger
 from tests.fabric_support.peer import (
+    NOT_A_READER,
     EndorsingPeer,
     ParsedProposal,
     Rejected,
@@ -34,7 +38,12 @@ from tests.fabric_support.peer import (
     parse_proposal,
 )
 
-ORDERER = ("orderer.test:7050", "OrdererMSP")
+#: The real gateway's answer when the orderer refuses a transaction's signer (no details).
+ORDERER_FORBIDDEN = (
+    "received unsuccessful response from orderer: status=FORBIDDEN, info=implicit policy "
+    "evaluation failed - 0 sub-policies were satisfied, but this policy requires 1 of the "
+    "'Writers' sub-policies to be satisfied: permission denied"
+)
 
 
 def _abort(
@@ -101,9 +110,17 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             )
         return parsed
 
+    def _defined(self, parsed: ParsedProposal, context: Any, message: str) -> None:
+        """Abort as the real gateway does for a chaincode not defined on the channel."""
+        if parsed.chaincode != self.peers[0].chaincode:
+            _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                   message.format(chaincode=parsed.chaincode, channel=self.channel))  # fmt: skip
+
     def Evaluate(self, request: Any, context: Any) -> Any:
         self._arrive("Evaluate", request.transaction_id, context)
         parsed = self._parse(request, context)
+        self._defined(parsed, context, "no peers available to evaluate chaincode {chaincode} in "
+                      "channel {channel}")  # fmt: skip
         with self._lock:
             args = parsed.spec.input.args
             self.evaluated.append(bytes(args[0]).decode(errors="replace") if args else "")
@@ -142,8 +159,15 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
     def Endorse(self, request: Any, context: Any) -> Any:
         self._arrive("Endorse", request.transaction_id, context)
         parsed = self._parse(request, context)
+        self._defined(parsed, context, "no combination of peers can be derived which satisfy the "
+                      "endorsement policy: No metadata was found for chaincode {chaincode} in "
+                      "channel {channel}")  # fmt: skip
         signed = request.proposed_transaction
-        results = list(self._pool.map(lambda p: self._endorse_one(p, signed), self.peers))
+        # As Fabric 2.5's gateway: its own peer first; the others only if that one endorsed.
+        first = self._endorse_one(self.peers[0], signed)
+        results = [first]
+        if first[1] is None:
+            results += self._pool.map(lambda p: self._endorse_one(p, signed), self.peers[1:])
         details = [d for _, d in results if d is not None]
         if details:
             _abort(
@@ -181,9 +205,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             )
         try:
             self.ledger.broadcast(envelope)
-        except Rejected as exc:
-            message = "received unsuccessful response from orderer: FORBIDDEN"
-            _abort(context, grpc.StatusCode.ABORTED, message, [(*ORDERER, str(exc))])
+        except Rejected:
+            _abort(context, grpc.StatusCode.ABORTED, ORDERER_FORBIDDEN)
         return gateway_pb2.SubmitResponse()
 
     def _signed_request(self, signed: Any, kind: Any, context: Any) -> Any:
@@ -192,9 +215,11 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         except DecodeError as exc:
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {exc}")
         try:
-            check_creator(self.consortium, request.identity, signed.request, signed.signature)
-        except Rejected as exc:
-            _abort(context, grpc.StatusCode.PERMISSION_DENIED, str(exc))
+            check_creator(self.consortium, request.identity, signed.request, signed.signature,
+                          self.channel)  # fmt: skip
+        except Rejected:
+            _abort(context, grpc.StatusCode.PERMISSION_DENIED,
+                   NOT_A_READER.format(channel=self.channel))  # fmt: skip
         if request.channel_id != self.channel:
             _abort(context, grpc.StatusCode.NOT_FOUND, f"channel {request.channel_id} not found")
         return request

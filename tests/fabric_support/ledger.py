@@ -77,7 +77,8 @@ class Ledger:
     def broadcast(self, envelope: Any) -> None:
         """Accept an envelope for ordering if its creator signed it; Rejected otherwise."""
         header = _header(envelope)
-        check_creator(self.consortium, header[1].creator, envelope.payload, envelope.signature)
+        check_creator(self.consortium, header[1].creator, envelope.payload, envelope.signature,
+                      self.channel)  # fmt: skip
         with self.changed:
             if not self._pending:
                 self._first_at = time.monotonic()
@@ -127,8 +128,9 @@ class Ledger:
         tx_id = str(channel_header.tx_id)
         try:
             check_creator(
-                self.consortium, signature_header.creator, envelope.payload, envelope.signature
-            )
+                self.consortium, signature_header.creator, envelope.payload, envelope.signature,
+                self.channel,
+            )  # fmt: skip
         except Rejected:
             return tx_id, "BAD_CREATOR_SIGNATURE", {}, None
         if channel_header.channel_id != self.channel:
@@ -159,6 +161,7 @@ class Ledger:
                     endorsement.endorser,
                     payload + endorsement.endorser,
                     endorsement.signature,
+                    self.channel,
                 )
             except Rejected:
                 continue

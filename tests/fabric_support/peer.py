@@ -2,10 +2,12 @@
 
 Checks (``ProcessProposal``'s validation): a parseable proposal of type
 ``ENDORSER_TRANSACTION`` for this channel and chaincode (header extension and invocation spec
-agree), a creator whose MSP is known and whose certificate chains to that MSP's CA, a **low-S**
-ECDSA signature by that certificate over the proposal bytes, and a transaction id equal to
-``hex(sha256(nonce || creator))``. The simulation runs in the real chaincode over the shim;
-the endorsement is the peer's signature over ``ProposalResponsePayload || endorser``.
+agree), a creator whose MSP is known, whose certificate chains to that MSP's CA and passes
+Fabric's extended key usage rule (none, serverAuth or anyExtendedKeyUsage), a **low-S** ECDSA
+signature by that certificate over the proposal bytes, and a transaction id equal to
+``hex(sha256(nonce || creator))``. Refusals use the real peer's messages. The simulation runs
+in the real chaincode over the shim; the endorsement is the peer's signature over
+``ProposalResponsePayload || endorser``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from fabric_protos.common import common_pb2
 from fabric_protos.msp import identities_pb2
 from fabric_protos.peer import chaincode_pb2, proposal_pb2, proposal_response_pb2
@@ -63,22 +66,55 @@ def parse_proposal(signed: Any) -> ParsedProposal:
     return ParsedProposal(header, channel_header, signature_header, payload, spec)
 
 
-def check_creator(consortium: Consortium, creator: bytes, data: bytes, signature: bytes) -> str:
-    """The creator's MSP id, after checking its certificate and its signature over ``data``."""
+#: What Fabric 2.5.12 says (checked on a real network) about a creator its channel's MSPs do not
+#: accept: an unknown MSP id, a certificate another CA issued, or one Go's ``x509.Verify``
+#: refuses for its extended key usage.
+MALFORMED = "access denied: channel [{channel}] creator org unknown, creator is malformed"
+#: ... and about a known creator whose signature does not verify (a high-S one included).
+BAD_SIGNATURE = "access denied: channel [{channel}] creator org [{msp}]"
+#: What a real gateway answers a CommitStatus or ChaincodeEvents request that fails that check.
+NOT_A_READER = (
+    "Failed evaluating policy on signed data during check policy on channel [{channel}] with "
+    "policy [/Channel/Application/Readers]: [implicit policy evaluation failed - 0 "
+    "sub-policies were satisfied, but this policy requires 1 of the 'Readers' sub-policies to "
+    "be satisfied]"
+)
+_VERIFIABLE_EKUS = {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+
+
+def fabric_accepts_key_usage(cert: x509.Certificate) -> bool:
+    """Fabric's MSP rule, Go's ``x509.Verify`` with no key usage named: a certificate with no
+    extended key usage extension, or one that lists serverAuth or anyExtendedKeyUsage."""
+    try:
+        ekus = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return any(oid in _VERIFIABLE_EKUS for oid in ekus)
+
+
+def check_creator(
+    consortium: Consortium, creator: bytes, data: bytes, signature: bytes, channel: str
+) -> str:
+    """The creator's MSP id, after checking its certificate and its signature over ``data``;
+    Rejected with the real peer's words (``MALFORMED``, ``BAD_SIGNATURE``) otherwise."""
     try:
         identity = identities_pb2.SerializedIdentity.FromString(creator)
         cert = x509.load_pem_x509_certificate(identity.id_bytes)
     except (DecodeError, ValueError) as exc:
-        raise Rejected(f"could not deserialize the creator: {exc}") from exc
+        raise Rejected(MALFORMED.format(channel=channel)) from exc
     msp_id = str(identity.mspid)
-    if msp_id not in consortium.cas:
-        raise Rejected(f"access denied: MSP {msp_id!r} is not a member of this channel")
+    if msp_id not in consortium.cas or not fabric_accepts_key_usage(cert):
+        raise Rejected(MALFORMED.format(channel=channel))
     try:
-        if consortium.org_of(cert) != msp_id:
-            raise Rejected(f"the creator certificate was not issued by MSP {msp_id}")
+        issued_by = consortium.org_of(cert)
+    except (CertificateError, PKIError) as exc:
+        raise Rejected(MALFORMED.format(channel=channel)) from exc
+    if issued_by != msp_id:
+        raise Rejected(MALFORMED.format(channel=channel))
+    try:
         verify_signature(cert, data, signature)
     except (CertificateError, PKIError) as exc:
-        raise Rejected(f"access denied: {exc}") from exc
+        raise Rejected(BAD_SIGNATURE.format(channel=channel, msp=msp_id)) from exc
     return msp_id
 
 
@@ -135,11 +171,17 @@ class EndorsingPeer:
                 f"defined on channel {self.channel} and try again"
             )
         creator = parsed.signature_header.creator
-        check_creator(self.consortium, creator, signed.proposal_bytes, signed.signature)
+        try:
+            check_creator(
+                self.consortium, creator, signed.proposal_bytes, signed.signature, self.channel
+            )
+        except Rejected as exc:
+            raise Rejected(f"error validating proposal: {exc}") from exc
         expected = hashlib.sha256(parsed.signature_header.nonce + creator).hexdigest()
         if parsed.tx_id != expected:
             raise Rejected(
-                f"incorrectly formed transaction id: got {parsed.tx_id}, expected {expected}"
+                f"error validating proposal: incorrectly computed txid '{parsed.tx_id}' -- "
+                f"expected '{expected}'"
             )
         return parsed
 

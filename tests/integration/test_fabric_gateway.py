@@ -1,8 +1,7 @@
-"""The Gateway client against the stand-in channel and the REAL chaincode process.
-
-These pin down what a Fabric peer and gateway refuse (so the stand-in is an honest judge of
-the client) and the client-level outcomes the ledger builds on: commit errors, commit status
-timeouts, and chaincode events with a start block or after a transaction.
+"""The Gateway client on a REAL Fabric network: evaluate and submit, commit status, chaincode
+events from a block or after a transaction; and, on the stand-in channel, what only it can
+stage: two conflicting transactions cut into one block. What a gateway refuses, and in which
+words, is in ``test_fabric_gateway_parity.py`` (on both).
 """
 
 from __future__ import annotations
@@ -10,52 +9,33 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
-from fabric_protos.peer import proposal_pb2
 from tests.conformance.ledger_suite import run_record, task_record
 from tests.fabric_support.network import gateway_for
 
-from fedchain.errors import CommitError, CommitStatusError, EndorseError, SubmitError
+from fedchain.errors import CommitError, CommitStatusError
 from fedchain.ledger.canonical import loads
 from fedchain.ledger.chain import consortium_record
-from fedchain.ledger.fabric import Contract, Gateway, Signer
-from fedchain.ledger.fabric.client import Commit, Proposal
-from fedchain.ledger.fabric.proposal import TransactionContext, build_proposal
+from fedchain.ledger.fabric import Contract, Gateway
+from fedchain.ledger.fabric.client import Commit
 from fedchain.pki import Consortium
-from fedchain.pki.signing import P256_ORDER
 
 if TYPE_CHECKING:
     from tests.fabric_support.network import StandInNetwork
+    from tests.fabric_support.real import RealNetwork
 
-pytest_plugins = ["tests.fabric_support.fixtures"]
-
-Connect = Callable[..., Gateway]
+pytest_plugins = ["tests.fabric_support.fixtures", "tests.fabric_support.real"]
 
 
 @pytest.fixture
-def gateways(fabric_network: StandInNetwork, consortium_dir: Path) -> Iterator[Connect]:
-    """``gateways(org="org1", signer=None)``: connections to the stand-in, closed afterwards."""
-    opened: list[Gateway] = []
-
-    def open_(org: str = "org1", signer: Signer | None = None) -> Gateway:
-        opened.append(gateway_for(fabric_network, consortium_dir, org, signer))
-        return opened[-1]
-
-    yield open_
-    for gateway in opened:
-        gateway.close()
-
-
-def _contract(gateway: Gateway) -> Contract:
-    return gateway.network("fedchain").contract("fedchain")
+def real_org1(real_network: RealNetwork) -> Iterator[tuple[Gateway, str]]:
+    """org1's aggregator on its own peer, and a fresh chaincode name (an empty ledger)."""
+    gateway = real_network.gateway("org1")
+    yield gateway, real_network.namespace()
+    gateway.close()
 
 
 def _publish(contract: Contract, *records: dict[str, object]) -> bytes:
@@ -66,67 +46,57 @@ def _genesis(consortium: Consortium) -> dict[str, object]:
     return dict(consortium_record(consortium).data)
 
 
-def test_high_s_signatures_are_refused_by_the_peers(gateways: Connect) -> None:
-    def high_s(signer: Signer) -> Signer:
-        def sign(digest: bytes) -> bytes:
-            r, s = decode_dss_signature(signer(digest))
-            return encode_dss_signature(r, P256_ORDER - s)
-
-        return sign
-
-    low = gateways()
-    gateway = gateways(signer=high_s(low.signing.signer))
-    with pytest.raises(EndorseError) as info:
-        _contract(gateway).new_proposal("metadataGet", ["{}"]).endorse()
-    assert all("high-S" in message for _, _, message in info.value.details)
-    assert len(info.value.details) == 2  # both endorsing peers refused
-
-
-def test_a_transaction_id_not_derived_from_nonce_and_creator_is_refused(
-    gateways: Connect,
+@pytest.mark.fabric
+def test_commit_status_of_an_unknown_transaction_times_out(
+    real_network: RealNetwork, real_org1: tuple[Gateway, str]
 ) -> None:
-    gateway = gateways()
-    context = TransactionContext(nonce=b"\x01" * 24, creator=gateway.creator, tx_id="ab" * 32)
-    raw = build_proposal(context, channel="fedchain", chaincode="fedchain", function="metadataGet")
-    signed = proposal_pb2.SignedProposal(proposal_bytes=raw, signature=gateway.signing.sign(raw))
-    proposal = Proposal(gateway.network("fedchain"), context.tx_id, signed)
-    with pytest.raises(EndorseError) as info:
-        proposal.endorse()
-    assert "incorrectly formed transaction id" in info.value.details[0][2]
-
-
-def test_unknown_msps_and_unknown_chaincodes_are_refused(gateways: Connect) -> None:
-    gateway = gateways()
-    stranger = Gateway(
-        gateway.channel, replace(gateway.signing, identity=replace(gateway.identity, msp_id="x9"))
-    )
-    with pytest.raises(EndorseError, match="not a member"):
-        _contract(stranger).new_proposal("metadataGet", ["{}"]).endorse()
-    other = gateway.network("fedchain").contract("not-deployed")
-    with pytest.raises(EndorseError, match="not-deployed"):
-        other.new_proposal("metadataGet", ["{}"]).endorse()
-
-
-def test_an_envelope_signed_by_someone_else_is_not_ordered(
-    gateways: Connect, consortium: Consortium
-) -> None:
-    org1, org2 = gateways("org1"), gateways("org2")
-    transaction = (
-        _contract(org1)
-        .new_proposal("metadataPublish", [json.dumps([_genesis(consortium)])])
-        .endorse()
-    )
-    transaction.envelope.signature = org2.signing.sign(transaction.envelope.payload)
-    with pytest.raises(SubmitError) as info:
-        transaction.submit()
-    assert info.value.code == "ABORTED"
-    assert info.value.tx_id == transaction.tx_id
-
-
-def test_commit_status_of_an_unknown_transaction_times_out(gateways: Connect) -> None:
+    gateway, _ = real_org1
     with pytest.raises(CommitStatusError) as info:
-        Commit(gateways().network("fedchain"), "00" * 32).status(timeout=0.3)
+        Commit(gateway.network(real_network.channel), "00" * 32).status(timeout=0.3)
     assert info.value.code == "DEADLINE_EXCEEDED"
+
+
+@pytest.mark.fabric
+def test_evaluate_does_not_write_and_submit_does(
+    real_network: RealNetwork, real_org1: tuple[Gateway, str]
+) -> None:
+    gateway, namespace = real_org1
+    contract = gateway.network(real_network.channel).contract(namespace)
+    genesis = _genesis(real_network.consortium())
+    published = json.dumps([genesis])
+    assert loads(contract.evaluate("metadataPublish", [published]))["txId"]
+    assert loads(contract.evaluate("metadataGet", ["{}"])) == []
+    result = loads(_publish(contract, genesis))
+    (entry,) = loads(contract.evaluate("metadataGet", ["{}"]))
+    assert entry["txId"] == result["txId"]
+
+
+@pytest.mark.fabric
+def test_chaincode_events_from_a_block_or_after_a_transaction(
+    real_network: RealNetwork, real_org1: tuple[Gateway, str]
+) -> None:
+    gateway, namespace = real_org1
+    network = gateway.network(real_network.channel)
+    contract = network.contract(namespace)
+    tx_ids = [
+        loads(_publish(contract, record))["txId"]
+        for record in (_genesis(real_network.consortium()), run_record("r1"), run_record("r2"))
+    ]
+    with network.chaincode_events(namespace, start_block=0) as events:
+        stream = iter(events)
+        seen = [next(stream) for _ in range(3)]  # only this chaincode's, from the channel's start
+    assert [e.tx_id for e in seen] == tx_ids
+    blocks = [e.block_number for e in seen]
+    assert blocks == sorted(set(blocks))  # one transaction per block, in order
+    assert blocks[0] >= 1
+    assert {e.name for e in seen} == {"fedchain.records"}
+    assert json.loads(seen[1].payload)[0]["run"] == "r1"
+    with network.chaincode_events(namespace, start_block=0, after_tx_id=tx_ids[0]) as events:
+        stream = iter(events)
+        assert [next(stream).tx_id for _ in range(2)] == tx_ids[1:]
+
+
+# -- only the stand-in can cut two chosen transactions into one block ----------------------
 
 
 def test_conflicting_transactions_in_one_block_fail_to_commit(
@@ -135,7 +105,7 @@ def test_conflicting_transactions_in_one_block_fail_to_commit(
     network = make_network(batch_size=2)
     gateway = gateway_for(network, consortium_dir, "org1")
     try:
-        contract = _contract(gateway)
+        contract = gateway.network("fedchain").contract("fedchain")
         _publish(contract, _genesis(consortium), run_record())
         network.ledger.batch_timeout = 10.0  # the next block is cut when both have arrived
 
@@ -153,34 +123,3 @@ def test_conflicting_transactions_in_one_block_fail_to_commit(
     (failure,) = [o for o in outcomes if o is not None]
     assert isinstance(failure, CommitError)
     assert failure.validation_code == "MVCC_READ_CONFLICT"
-
-
-def test_evaluate_does_not_write_and_submit_does(gateways: Connect, consortium: Consortium) -> None:
-    contract = _contract(gateways())
-    published = json.dumps([_genesis(consortium)])
-    assert loads(contract.evaluate("metadataPublish", [published]))["txId"]
-    assert loads(contract.evaluate("metadataGet", ["{}"])) == []
-    result = loads(_publish(contract, _genesis(consortium)))
-    (entry,) = loads(contract.evaluate("metadataGet", ["{}"]))
-    assert entry["txId"] == result["txId"]
-
-
-def test_chaincode_events_from_a_block_or_after_a_transaction(
-    gateways: Connect, consortium: Consortium
-) -> None:
-    gateway = gateways()
-    contract = _contract(gateway)
-    tx_ids = [
-        loads(_publish(contract, record))["txId"]
-        for record in (_genesis(consortium), run_record("r1"), run_record("r2"))
-    ]
-    network = gateway.network("fedchain")
-    with network.chaincode_events("fedchain", start_block=0) as events:
-        seen = [next(iter_) for iter_ in [iter(events)] for _ in range(3)]
-    assert [e.tx_id for e in seen] == tx_ids
-    assert [e.block_number for e in seen] == [1, 2, 3]
-    assert {e.name for e in seen} == {"fedchain.records"}
-    assert json.loads(seen[1].payload)[0]["run"] == "r1"
-    with network.chaincode_events("fedchain", start_block=0, after_tx_id=tx_ids[0]) as events:
-        stream = iter(events)
-        assert [next(stream).tx_id for _ in range(2)] == tx_ids[1:]
