@@ -196,7 +196,9 @@ def test_orderer_yaml_uses_channel_participation_on_loopback() -> None:
 
 
 def bash(script: str, *, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "FABRIC_NETWORK_DIR": str(NETWORK), **(env or {})}
+    # The caller's own FEDCHAIN_FABRIC_* (a work folder, moved ports) must not leak in.
+    own = {k: v for k, v in os.environ.items() if not k.startswith("FEDCHAIN_FABRIC_")}
+    full = {**own, "FABRIC_NETWORK_DIR": str(NETWORK), **(env or {})}
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=full,
                            timeout=60, check=False)  # fmt: skip
 
@@ -268,6 +270,57 @@ def test_orderer_environment_is_loopback_and_only_overrides_present_keys(tmp_pat
     assert env["ORDERER_ADMIN_TLS_CLIENTROOTCAS"].startswith("[")
     assert env[
         "ORDERER_ADMIN_TLS_CLIENTROOTCAS"].endswith("/users/admin/tls/ca.crt]")
+
+
+def ports(work: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The port variables common.sh settles on for ``work`` with ``env``."""
+    return bash(f"source {NETWORK}/scripts/common.sh; ports_summary",
+                env={"FEDCHAIN_FABRIC_WORK": str(work), **env})  # fmt: skip
+
+
+def test_a_port_base_moves_every_port_and_one_variable_can_be_set(tmp_path: Path) -> None:
+    moved = dict(line.replace('"', "").split("=", 1) for line in ports(
+        tmp_path, FEDCHAIN_FABRIC_PORT_BASE="20000", FEDCHAIN_FABRIC_CHAINCODE_PORT="30999",
+    ).stdout.splitlines())  # fmt: skip
+    for key in ("ORDERER_PORT", "ORDERER_ADMIN_PORT", "PEER_PORTS", "PEER_OPERATIONS_PORTS",
+                "AGGREGATOR_PORT"):  # fmt: skip
+        assert moved[key].split() == [str(int(p) + 13000) for p in TOPO[key].split()]
+    assert moved["CHAINCODE_PORT"] == "30999"
+    clash = ports(tmp_path, FEDCHAIN_FABRIC_ORDERER_PORT=TOPO["PEER_PORTS"].split()[0])
+    assert clash.returncode != 0
+    assert "share a port" in clash.stderr
+    short = ports(tmp_path, FEDCHAIN_FABRIC_PEER_PORTS="30051 30052")
+    assert "one port per organization" in short.stderr
+
+
+def test_a_work_folder_keeps_its_ports_and_refuses_others(tmp_path: Path) -> None:
+    record = bash(f"source {NETWORK}/scripts/common.sh; mkdir -p $WORK_DIR; record_ports",
+                  env={"FEDCHAIN_FABRIC_WORK": str(tmp_path),
+                       "FEDCHAIN_FABRIC_PORT_BASE": "20000"})  # fmt: skip
+    assert record.returncode == 0, record.stderr
+    again = ports(tmp_path)  # no port variables: the recorded ones
+    assert 'ORDERER_PORT="20050"' in again.stdout
+    assert ports(tmp_path, FEDCHAIN_FABRIC_PORT_BASE="20000").returncode == 0
+    other = ports(tmp_path, FEDCHAIN_FABRIC_PORT_BASE="21000")
+    assert other.returncode != 0
+    assert "was made with other ports" in other.stderr
+
+
+def test_the_native_configtx_follows_moved_ports(tmp_path: Path) -> None:
+    out = tmp_path / "configtx.yaml"
+    result = bash(f"source {NETWORK}/scripts/common.sh; native_configtx "
+                  f"{NETWORK}/configtx.yaml {out}",
+                  env={"FEDCHAIN_FABRIC_WORK": str(tmp_path / "w"),
+                       "FEDCHAIN_FABRIC_PORT_BASE": "20000"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    moved, original = load_yaml(out), load_yaml(NETWORK / "configtx.yaml")
+    native = moved["Profiles"][TOPO["PROFILE_NATIVE"]]
+    anchors = [o["AnchorPeers"][0]["Port"] for o in native["Application"]["Organizations"]]
+    assert anchors == [20051, 21051, 22051]
+    assert native["Orderer"]["EtcdRaft"]["Consenters"][0]["Port"] == 20050
+    assert native["Orderer"]["Organizations"][0]["OrdererEndpoints"] == ["127.0.0.1:20050"]
+    compose = TOPO["PROFILE_COMPOSE"]
+    assert moved["Profiles"][compose] == original["Profiles"][compose]  # containers keep theirs
 
 
 def free_port() -> int:
