@@ -54,7 +54,6 @@ init_work_dir() {
     fi
     mkdir -p "$WORK_DIR"
     touch "$WORK_MARKER"
-    record_ports
 }
 
 cmd_up() {
@@ -62,6 +61,7 @@ cmd_up() {
     check_fabric_version
     require_bins node tar
     cmd_crypto
+    record_ports
     start_nodes
     create_channel
     cmd_deploy

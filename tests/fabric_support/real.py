@@ -224,8 +224,45 @@ def _network_sh_env(network: RealNetwork, extra: dict[str, str], *args: str,
         pytest.fail(f"network.sh {' '.join(args)} failed:\n{result.stderr[-3000:]}")
 
 
-OpenReal = Callable[..., FabricLedger]
+OpenReal = Callable[..., "Synced"]
 QUICK = Backoff(attempts=4, initial=0.05, factor=2.0, maximum=0.2)
+SYNC_TIMEOUT = 15.0
+
+
+def caught_up(ledger: FabricLedger, seq: int, timeout: float = SYNC_TIMEOUT) -> None:
+    """Wait (bounded) until ``ledger``'s own peer has delivered the entry at ``seq``."""
+    deadline = time.monotonic() + timeout
+    head = ledger.head()
+    while head < seq:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"{ledger.org}'s peer never delivered entry {seq} (head {head})"
+        got = ledger.wait(head, remaining)
+        head = max([head, *(e.seq for e in got)])
+
+
+class Synced:
+    """A ``FabricLedger`` handle whose every write the test's other handles have seen before
+    ``metadata_publish`` returns.
+
+    Each organization reads and endorses through its own peer, and peers commit a block a few
+    milliseconds apart: a test that writes as org1 and at once reads or writes as org2 would race
+    org2's peer. The runtime never does that (an organization acts on what its own peer has
+    delivered); the tests do, so they wait for it here instead.
+    """
+
+    def __init__(self, ledger: FabricLedger, group: list[Synced]) -> None:
+        self.ledger, self._group = ledger, group
+
+    def metadata_publish(self, records: Any) -> Any:
+        entries = self.ledger.metadata_publish(records)
+        if entries:
+            for other in self._group:
+                if other is not self:
+                    caught_up(other.ledger, entries[-1].seq)
+        return entries
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ledger, name)
 
 
 @pytest.fixture
@@ -237,20 +274,20 @@ def real_namespace(real_network: RealNetwork) -> str:
 @pytest.fixture
 def open_real(real_network: RealNetwork, real_namespace: str) -> Iterator[OpenReal]:
     """``open_real(org, **FabricLedger options)``: handles on ``real_namespace`` through
-    ``org``'s own peer as ``org``'s identity; closed after the test."""
-    handles: list[FabricLedger] = []
+    ``org``'s own peer as ``org``'s identity (:class:`Synced`); closed after the test."""
+    handles: list[Synced] = []
 
-    def open_(org: str, **options: Any) -> FabricLedger:
+    def open_(org: str, **options: Any) -> Synced:
         options.setdefault("chaincode", real_namespace)
         options.setdefault("channel", real_network.channel)
         options.setdefault("backoff", QUICK)
         ledger = FabricLedger(real_network.gateway(org), owns_gateway=True, **options)
-        handles.append(ledger)
-        return ledger
+        handles.append(Synced(ledger, handles))
+        return handles[-1]
 
     yield open_
     for handle in handles:
-        handle.close()
+        handle.ledger.close()
 
 
 @pytest.fixture
