@@ -84,7 +84,7 @@ class Target:
         return self.opened[-1]
 
 
-@pytest.fixture(params=["stand-in", "real"])
+@pytest.fixture(params=["stand-in", pytest.param("real", marks=pytest.mark.fabric)])
 def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     opened: list[Gateway] = []
     if request.param == "stand-in":
