@@ -211,6 +211,24 @@ def test_the_demo_s_progress_line_names_the_round_never_none(
     assert "demo: round 1 · ledger checked" in result.stderr
 
 
+def test_a_misspelt_channel_is_one_line_in_seconds(tomls: Path, tmp_path: Path) -> None:
+    """The peer answers UNAVAILABLE for a channel it does not have; that is no outage to ride
+    out (it was retried for ~26 s), but a setting to fix."""
+    config = tmp_path / "org2.toml"
+    text = (tomls / "org2.toml").read_text()
+    assert 'channel = "fedchain"' in text
+    config.write_text(text.replace('channel = "fedchain"', 'channel = "fedchian"'))
+    started = time.monotonic()
+    result = fedchain("ledger", "show", "--config", config)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "fedchian" in lines[0]
+    assert elapsed < 15, elapsed  # the outage budget alone is ~26 s
+
+
 def test_demo_without_a_network_says_how_to_start_one(tmp_path: Path) -> None:
     result = fedchain("demo", "--ledger", "fabric", "--network", tmp_path / "none",
                       "--workdir", tmp_path / "demo")  # fmt: skip

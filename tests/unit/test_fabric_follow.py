@@ -151,3 +151,18 @@ def test_too_few_live_endorsers_is_transient_but_an_unknown_chaincode_is_not() -
     with pytest.raises(EndorseError):
         retrying(lambda: (_ for _ in ()).throw(undefined), "endorse", Backoff(), slept.append)
     assert slept == [0.5]
+
+
+def test_a_channel_the_peer_does_not_have_is_not_transient() -> None:
+    """A real 2.5.12 peer answers UNAVAILABLE for an unknown channel: retrying a misspelt name
+    for the whole outage budget (~26 s) only delays the error."""
+    unknown = GatewayError(
+        "failed to get config for channel [nochannel]: could not get last config for channel "
+        "nochannel", code="UNAVAILABLE",
+    )  # fmt: skip
+    slept: list[float] = []
+    with pytest.raises(GatewayError) as info:
+        retrying(lambda: (_ for _ in ()).throw(unknown), "evaluate", Backoff(), slept.append)
+    assert info.value is unknown
+    assert slept == []
+    assert is_transient(GatewayError("connection refused", code="UNAVAILABLE"))

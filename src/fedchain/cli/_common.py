@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
-import threading
 from collections.abc import Callable
-from types import FrameType
 from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
 from fedchain.errors import ConfigError, FedchainError
+from fedchain.signals import Terminated, raise_on_sigterm
 
 __all__ = ["console", "fail", "password_from_env", "run_cli", "split_csv"]
 
@@ -36,29 +34,13 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread like Ctrl-C so every ``finally`` runs (the demo stops
-    its child processes instead of leaving them orphaned)."""
-
-
-def _terminated(_signum: int, _frame: FrameType | None) -> None:
-    raise Terminated
-
-
-def _handle_sigterm() -> None:
-    """Turn SIGTERM into :class:`Terminated` unless someone else already handles it."""
-    main = threading.current_thread() is threading.main_thread()
-    if main and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _terminated)
-
-
 def run_cli(fn: Callable[P, R]) -> Callable[P, R]:
     """Decorate a command so fedchain errors end it with one stderr line and exit code 1;
     Ctrl-C and SIGTERM end it after its cleanup, with 130 and 143."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        _handle_sigterm()
+        raise_on_sigterm()
         try:
             return fn(*args, **kwargs)
         except FedchainError as exc:

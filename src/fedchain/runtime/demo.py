@@ -23,6 +23,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from fedchain import signals
 from fedchain.errors import ConfigError, FedchainError, InternalError
 from fedchain.examples.digits_data import holdout
 from fedchain.examples.digits_model import evaluate, init_params, train
@@ -69,7 +70,7 @@ def _spawn(module: str, args: list[str], log: Path, *, capture: bool) -> subproc
     """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log.open("w") as sink:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
+        return subprocess.Popen(  # within signals.critical() (see _start)
             [sys.executable, "-m", module, *args, "--json"],
             stdout=subprocess.PIPE if capture else sink,
             stderr=sink,
@@ -78,20 +79,32 @@ def _spawn(module: str, args: list[str], log: Path, *, capture: bool) -> subproc
         )
 
 
+def _start(
+    procs: list[subprocess.Popen[str]], module: str, args: list[str], log: Path, *, capture: bool
+) -> subprocess.Popen[str]:
+    """Spawn and record a process as one step: a SIGTERM in between would orphan it."""
+    with signals.critical():
+        proc = _spawn(module, args, log, capture=capture)
+        procs.append(proc)
+    return proc
+
+
 @contextmanager
 def _processes() -> Iterator[list[subprocess.Popen[str]]]:
     procs: list[subprocess.Popen[str]] = []
     try:
         yield procs
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        with signals.critical():  # a second SIGTERM must not cut the clean-up short
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
 
 def run_demo(
@@ -134,18 +147,14 @@ def run_demo(
     if secure:
         server_args += ["--app", "fedchain.examples.digits:secure_server_app"]
     with _processes() as procs:
-        server = _spawn(
-            "fedchain.cli.server", server_args, logs / "aggregator.log", capture=True
-        )
-        procs.append(server)
+        server = _start(procs, "fedchain.cli.server", server_args, logs / "aggregator.log",
+                        capture=True)  # fmt: skip
         address, run = _await_listening(server, logs / "aggregator.log")
         for org, args in plan.client_args.items():
             client_args = [*args, "--server", address, "--exit-when-done"]
             if secure:
                 client_args += ["--app", "fedchain.examples.digits:secure_client_app"]
-            procs.append(
-                _spawn("fedchain.cli.client", client_args, logs / f"{org}.log", capture=False)
-            )
+            _start(procs, "fedchain.cli.client", client_args, logs / f"{org}.log", capture=False)
         run = _follow(server, emit) or run
         if server.wait() != 0:
             raise FedchainError(f"the aggregator failed; see {logs / 'aggregator.log'}")

@@ -1,6 +1,8 @@
 """What a failed Gateway call means for the ledger: retry, refusal, or unavailability.
 
-- ``UNAVAILABLE`` and ``DEADLINE_EXCEEDED`` are transient, and so is a gateway that cannot
+- ``UNAVAILABLE`` and ``DEADLINE_EXCEEDED`` are transient (except a peer's ``UNAVAILABLE``
+  for a channel it does not have, a misspelt name that no wait will cure), and so is a
+  gateway that cannot
   yet find enough peers to endorse (``FAILED_PRECONDITION``, "no peer combination can satisfy
   the endorsement policy": a peer just restarted, before gossip has found the others, or a
   majority of peers down): the same step is retried with
@@ -30,6 +32,8 @@ TRANSIENT: Final = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
 #: What a Fabric 2.5 gateway says when discovery knows too few live peers for the policy (not
 #: when the chaincode is unknown: that message names the missing metadata instead).
 _NO_ENDORSERS: Final = "no peer combination can satisfy the endorsement policy"
+#: A Fabric 2.5 peer's UNAVAILABLE for a channel it has not joined (or that does not exist).
+_NO_CHANNEL: Final = "failed to get config for channel"
 _RULE = re.compile(r"(?:^|chaincode response \d+, )([a-z]+\.[a-z_]+): (.*)", re.DOTALL)
 
 
@@ -81,7 +85,7 @@ def retrying(
 def is_transient(exc: GatewayError) -> bool:
     """Whether retrying the same step later may succeed (see the module docstring)."""
     if exc.code in TRANSIENT:
-        return True
+        return _NO_CHANNEL not in str(exc)
     return exc.code == "FAILED_PRECONDITION" and _NO_ENDORSERS in str(exc)
 
 
