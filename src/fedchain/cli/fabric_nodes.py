@@ -26,8 +26,18 @@ __all__ = ["fabric_nodes_command"]
 
 @run_cli
 def fabric_nodes_command(
-    pki: Annotated[Path, typer.Option(help="Consortium folder made by 'fedchain pki init'.")],
     out: Annotated[Path, typer.Option(help="Folder for the node identities (kept if current).")],
+    pki: Annotated[
+        Path | None,
+        typer.Option(help="This organization's consortium folder (holding its CA keys)."),
+    ] = None,
+    org: Annotated[
+        str | None,
+        typer.Option(help="Organizations to issue peers for (default: whose CA keys --pki holds)."),
+    ] = None,
+    no_orderer: Annotated[
+        bool, typer.Option("--no-orderer", help="Issue no orderer organization nodes.")
+    ] = False,
     orderer_org: Annotated[
         str, typer.Option(help="Id (and MSP id) of the orderer organization.")
     ] = DEFAULT_ORDERER_ORG,
@@ -42,9 +52,10 @@ def fabric_nodes_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Issue a peer per organization, an orderer and its admin, from the consortium's CAs."""
+    """Issue peers, each from its own organization's CAs, and the orderer organization's nodes."""
     nodes = init_fabric_nodes(
-        pki, out, orderer_org=orderer_org, peer=peer, orderer=orderer, hosts=split_csv(hosts),
+        pki, out, orgs=split_csv(org) if org is not None else None, orderer_org=orderer_org,
+        with_orderer=not no_orderer, peer=peer, orderer=orderer, hosts=split_csv(hosts),
         password=password_from_env(password_env),
     )  # fmt: skip
     if as_json:

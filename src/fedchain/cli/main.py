@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from fedchain.cli.audit import audit_command
+from fedchain.cli.ceremony import consortium_app, org_app
 from fedchain.cli.demo import demo
 from fedchain.cli.fabric_nodes import fabric_nodes_command
 from fedchain.cli.ledger import app as ledger_app
@@ -18,6 +19,8 @@ app = typer.Typer(
     add_completion=False,
 )
 pki_app.command(name="fabric-nodes")(fabric_nodes_command)
+pki_app.add_typer(org_app, name="org")
+pki_app.add_typer(consortium_app, name="consortium")
 app.add_typer(pki_app, name="pki")
 app.add_typer(ledger_app, name="ledger")
 app.command(name="audit")(audit_command)

@@ -50,7 +50,8 @@ def init_command(
         bool, typer.Option("--force", help="Move an existing OUT aside (never deleted).")
     ] = False,
 ) -> None:
-    """Create one CA per organization and its admin, client and aggregator identities."""
+    """Every organization's CAs and identities in one folder, joined into one consortium: the
+    key ceremony run for all on one machine (a demo; see 'pki org' and 'pki consortium')."""
     org_list = split_csv(orgs)
     if not org_list:
         raise PKIError("--orgs needs at least one organization id")

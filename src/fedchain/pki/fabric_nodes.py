@@ -35,6 +35,7 @@ from cryptography.exceptions import InvalidSignature
 
 from fedchain.errors import IdentityNotFoundError, PKIError
 from fedchain.pki.certs import CA, Role, create_ca, server_sans, validate_id
+from fedchain.pki.membership import held_orgs
 from fedchain.pki.msp import load_cert, tls_stem, write_msp
 from fedchain.pki.store import load_ca, load_consortium, write_ca, write_member
 
@@ -174,42 +175,75 @@ def _issue_node(
 
 
 def init_fabric_nodes(
-    pki_dir: Path,
+    pki_dir: Path | None,
     out: Path,
     *,
+    orgs: Sequence[str] | None = None,
     orderer_org: str = DEFAULT_ORDERER_ORG,
+    with_orderer: bool = True,
     peer: str = DEFAULT_PEER,
     orderer: str = DEFAULT_ORDERER,
     hosts: Sequence[str] = (),
     password: bytes | None = None,
     now: datetime | None = None,
 ) -> list[FabricNode]:
-    """Issue one peer per consortium organization, one orderer and the orderer admin.
+    """Issue peers of consortium organizations, and the orderer organization's nodes.
 
-    ``pki_dir`` is a fedchain PKI holding every organization's CA key (``<org>/ca/ca.key``,
-    decrypted with ``password`` if given). Idempotent: complete, current nodes are kept (see the
-    module docstring). Returns the peers (in organization order), the orderer, then the admin.
+    Each peer comes from its own organization's CAs (``<org>/ca/`` in ``pki_dir``, decrypted
+    with ``password``): ``orgs`` names them, by default every member whose CA key ``pki_dir``
+    holds (on an organization's machine, its own). ``with_orderer`` adds the orderer
+    organization (its CAs made in ``out`` if absent), its orderer and its admin; ``pki_dir`` may
+    then be None (the orderer organization's own machine). Idempotent: complete, current nodes
+    are kept (see the module docstring). Returns the peers (in organization order), then the
+    orderer and the admin.
     """
     validate_id(orderer_org, "orderer organization id")
     validate_id(peer, "peer name")
     validate_id(orderer, "orderer name")
     server_sans(hosts)  # validate the extra host names before anything is written
     when = now or datetime.now(UTC)
+    members = _peer_orgs(pki_dir, orgs, orderer_org, with_orderer)
+    nodes = [
+        _issue_node(out, (load_ca(pki_dir, org, password=password),
+                          load_ca(pki_dir, org, password=password, kind="tlsca")),
+                    org=org, name=peer, role="peer", hosts=hosts, now=when)
+        for org in members if pki_dir is not None
+    ]  # fmt: skip
+    if with_orderer:
+        ord_ca = _orderer_cas(out, orderer_org, when)
+        nodes.append(_issue_node(out, ord_ca, org=orderer_org, name=orderer, role="orderer",
+                                 hosts=hosts, now=when))  # fmt: skip
+        nodes.append(_issue_node(out, ord_ca, org=orderer_org, name="admin", role="admin",
+                                 hosts=(), now=when))  # fmt: skip
+    return nodes
+
+
+def _peer_orgs(
+    pki_dir: Path | None, orgs: Sequence[str] | None, orderer_org: str, with_orderer: bool
+) -> list[str]:
+    """The organizations to issue peers for; each must be a member whose CA key is here."""
+    if pki_dir is None:
+        if orgs:
+            raise PKIError("peers need their organization's folder (--pki)")
+        if not with_orderer:
+            raise PKIError("nothing to issue: no organization folder and no orderer")
+        return []
     cons = load_consortium(pki_dir)
     if orderer_org.casefold() in {o.casefold() for o in cons.orgs}:
         raise PKIError(
             f"orderer organization {orderer_org!r} is also a consortium organization; "
             "choose another --orderer-org"
         )
-    nodes = [
-        _issue_node(out, (load_ca(pki_dir, org, password=password),
-                          load_ca(pki_dir, org, password=password, kind="tlsca")),
-                    org=org, name=peer, role="peer", hosts=hosts, now=when)
-        for org in cons.orgs
-    ]  # fmt: skip
-    ord_ca = _orderer_cas(out, orderer_org, when)
-    nodes.append(_issue_node(out, ord_ca, org=orderer_org, name=orderer, role="orderer",
-                             hosts=hosts, now=when))  # fmt: skip
-    nodes.append(_issue_node(out, ord_ca, org=orderer_org, name="admin", role="admin",
-                             hosts=(), now=when))  # fmt: skip
-    return nodes
+    held = set(held_orgs(pki_dir))
+    wanted = list(orgs) if orgs is not None else [o for o in cons.orgs if o in held]
+    for org in wanted:
+        if org not in cons.orgs:
+            raise PKIError(f"{org!r} is not a member of consortium {cons.name!r}")
+        if org not in held:
+            raise PKIError(
+                f"{pki_dir} does not hold the CA key of {org!r}: a peer is issued by its own "
+                "organization, on its machine, with its folder"
+            )
+    if not wanted and not with_orderer:
+        raise PKIError(f"{pki_dir} holds no member's CA key: nothing to issue")
+    return sorted(wanted)

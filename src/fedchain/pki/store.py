@@ -3,6 +3,7 @@
 Layout (Fabric-MSP style; the same identities can sign Fabric transactions)::
 
     OUT/consortium.json    {"aggregator", "name", "orgs": [{"id", "ca_sha256", "tlsca_sha256"}]}
+    OUT/consortium-definition.json   the signed definition it was joined from (ceremony.py)
     OUT/<org>/msp/                the org's public MSP (cacerts, tlscacerts, config.yaml)
     OUT/<org>/ca/ca.pem, ca.key   the org's signing CA, its key (0600) kept out of msp/
     OUT/<org>/ca/tlsca.pem, tlsca.key   the org's TLS CA
@@ -20,15 +21,16 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from fedchain.errors import CertificateError, IdentityNotFoundError, KeyPasswordError, PKIError
+from fedchain.pki.ceremony import OrgBundle, propose, read_bundle
 from fedchain.pki.certs import (
     CA,
     CAKind,
@@ -41,6 +43,7 @@ from fedchain.pki.certs import (
     validate_id,
 )
 from fedchain.pki.consortium import Consortium
+from fedchain.pki.membership import join_definition, read_definition, sign_definition
 from fedchain.pki.msp import (
     REISSUE_HINT,
     identity_from_cert,
@@ -58,6 +61,7 @@ __all__ = [
     "MAX_CLIENTS",
     "identity_dir",
     "init_consortium",
+    "init_org",
     "list_identities",
     "load_ca",
     "load_consortium",
@@ -67,6 +71,7 @@ __all__ = [
     "write_member",
 ]
 
+T = TypeVar("T")
 CONSORTIUM_FILE = "consortium.json"
 #: Identity name of the aggregator's server identity, under the aggregator org.
 AGGREGATOR_NAME = "aggregator"
@@ -187,16 +192,64 @@ def _write_org(
     return sign_ca[0], tls_ca[0]
 
 
-def _consortium_json(cons: Consortium) -> bytes:
-    doc = {
-        "name": cons.name,
-        "aggregator": cons.aggregator,
-        "orgs": [
-            {"id": org, "ca_sha256": sha, "tlsca_sha256": cons.tls_fingerprints()[org]}
-            for org, sha in cons.fingerprints().items()
-        ],
-    }
-    return (json.dumps(doc, sort_keys=True, indent=2) + "\n").encode()
+def _staged(out: Path, when: datetime, force: bool, build: Callable[[Path], T]) -> T:
+    """Run ``build`` on a hidden staging folder beside ``out``, then rename it to ``out``.
+
+    An occupied ``out`` raises PKIError, or with ``force`` is moved aside first; a failure
+    leaves nothing behind.
+    """
+    if _occupied(out):
+        if not force:
+            raise PKIError(
+                f"{out} is not empty; refusing to overwrite it (use --force to move it aside)"
+            )
+        move_aside(out, now=when)
+    parent = out.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=parent))
+    except OSError as exc:
+        raise PKIError(f"cannot create {out}: {exc.strerror}") from exc
+    try:
+        result = build(staging)
+        staging.chmod(0o755)
+        staging.rename(out)  # atomic; replaces only an empty folder, fails if OUT filled up
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PKIError(f"cannot create {out}: {exc.strerror or exc}") from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return result
+
+
+def init_org(
+    out: Path,
+    org: str,
+    *,
+    clients: int = 1,
+    aggregator: bool = False,
+    hosts: Sequence[str] = (),
+    password: bytes | None = None,
+    now: datetime | None = None,
+    force: bool = False,
+) -> OrgBundle:
+    """One organization's side of the key ceremony: its CAs and members in ``out/<org>/``.
+
+    Members are ``admin`` and ``client1..clientN``, plus ``aggregator`` (role ``server``, SANs
+    localhost, 127.0.0.1 and ``hosts``) if this organization aggregates. Returns the public
+    bundle to hand to the others (:mod:`fedchain.pki.ceremony`).
+    """
+    validate_init_request(consortium="x", orgs=[org], aggregator=org, hosts=hosts,
+                          clients=clients, password=password)  # fmt: skip
+    when = now or datetime.now(UTC)
+
+    def build(root: Path) -> OrgBundle:
+        _write_org(root, org, aggregator=org if aggregator else "", hosts=hosts,
+                   clients=clients, password=password, now=when)  # fmt: skip
+        return read_bundle(root, org)
+
+    return _staged(out, when, force, build)
 
 
 def init_consortium(
@@ -211,59 +264,31 @@ def init_consortium(
     now: datetime | None = None,
     force: bool = False,
 ) -> Consortium:
-    """Create a consortium's CAs and identities in ``out`` (see the module docstring).
+    """Run the whole key ceremony for every organization into one folder (a demo's shortcut).
 
-    Each org gets ``admin`` and ``client1..clientN``; the aggregator org also gets
-    ``aggregator`` (role ``server``, SANs localhost, 127.0.0.1 and ``hosts``). Keys are
-    unencrypted PKCS8 unless ``password`` is given. An occupied ``out`` raises PKIError, or
-    with ``force`` is moved aside first (see :func:`move_aside`).
+    The same per-organization steps as on separate machines: each org's CAs and members
+    (:func:`init_org`'s), its bundle, one definition signed by every admin, joined. The folder
+    then holds every organization's private keys: fine for one machine, never for a real
+    consortium. An occupied ``out`` raises PKIError, or with ``force`` is moved aside first.
     """
     org_list = validate_init_request(
         consortium=consortium, orgs=orgs, aggregator=aggregator, hosts=hosts, clients=clients,
         password=password,
     )  # fmt: skip
     when = now or datetime.now(UTC)
-    if _occupied(out):
-        if not force:
-            raise PKIError(
-                f"{out} is not empty; refusing to overwrite it (use --force to move it aside)"
-            )
-        move_aside(out, now=when)
-    parent = out.absolute().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=parent))
-    except OSError as exc:
-        raise PKIError(f"cannot create {out}: {exc.strerror}") from exc
-    try:
-        both = {
-            org: _write_org(
-                staging,
-                org,
-                aggregator=aggregator,
-                hosts=hosts,
-                clients=clients,
-                password=password,
-                now=when,
-            )
-            for org in org_list
-        }
-        result = Consortium(
-            name=consortium,
-            aggregator=aggregator,
-            cas={org: pair[0] for org, pair in both.items()},
-            tls_cas={org: pair[1] for org, pair in both.items()},
-        )
-        write_file(staging / CONSORTIUM_FILE, _consortium_json(result))
-        staging.chmod(0o755)
-        staging.rename(out)  # atomic; replaces only an empty folder, fails if OUT filled up
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise PKIError(f"cannot create {out}: {exc.strerror or exc}") from exc
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return result
+
+    def build(root: Path) -> Consortium:
+        for org in org_list:
+            _write_org(root, org, aggregator=aggregator, hosts=hosts, clients=clients,
+                       password=password, now=when)  # fmt: skip
+        bundles = [read_bundle(root, org) for org in org_list]
+        defn = propose(consortium, aggregator, bundles)
+        told = {b.org: b.fingerprint for b in bundles}
+        for org in org_list:
+            defn = sign_definition(defn, root, org, told, password=password)
+        return join_definition(defn, root)
+
+    return _staged(out, when, force, build)
 
 
 def _parse_consortium_json(path: Path) -> dict[str, Any]:
@@ -316,7 +341,18 @@ def load_consortium(pki_dir: Path) -> Consortium:
         org = validate_id(entry["id"])
         cas[org] = _pinned_ca(pki_dir, org, "cacerts", entry["ca_sha256"])
         tls_cas[org] = _pinned_ca(pki_dir, org, "tlscacerts", entry["tlsca_sha256"])
-    return Consortium(name=doc["name"], aggregator=doc["aggregator"], cas=cas, tls_cas=tls_cas)
+    cons = Consortium(name=doc["name"], aggregator=doc["aggregator"], cas=cas, tls_cas=tls_cas)
+    defn = read_definition(pki_dir)
+    if defn is not None:
+        signed = defn.consortium()
+        same = (signed.name, signed.aggregator) == (cons.name, cons.aggregator) and (
+            signed.fingerprints(), signed.tls_fingerprints()
+        ) == (cons.fingerprints(), cons.tls_fingerprints())
+        if not same:
+            raise CertificateError(
+                f"{CONSORTIUM_FILE} in {pki_dir} does not match the signed consortium definition"
+            )
+    return cons
 
 
 def load_ca(pki_dir: Path, org: str, *, password: bytes | None = None, kind: CAKind = "ca") -> CA:
