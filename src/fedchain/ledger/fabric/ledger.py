@@ -88,8 +88,11 @@ class FabricLedger:
             # Unreachable now is a setup problem: say so at once (the backoff is for outages).
             ensure_reachable(gateway.channel, gateway.endpoint, timeout=connect_timeout)
             self._check_saved(saved)
+            # The first call on the channel, before the event stream exists: a channel the
+            # peer does not have fails here, once, instead of in a retrying stream as well.
+            newest = self._newest_tx()
             self._follower.start()
-            self.head()  # start caught up: wait(-1, 0) then returns the whole backlog
+            self._catch_up(newest)  # start caught up: wait(-1, 0) returns the whole backlog
         except BaseException:
             self.close()
             raise
@@ -153,7 +156,10 @@ class FabricLedger:
         one ``metadataHead`` names, it has delivered every earlier one. A channel without a head
         (empty, or written only by a chaincode that predates it) falls back to every record.
         """
-        newest = self._newest_tx()
+        return self._catch_up(self._newest_tx())
+
+    def _catch_up(self, newest: str | None) -> int:
+        """Wait until the stream delivered ``newest`` (or every record if there is no head)."""
         self._sync([newest] if newest else {item["txId"] for item in self._query(Query())})
         with self._cond:
             return self._index.head
