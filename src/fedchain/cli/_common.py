@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from importlib import metadata
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,7 +19,15 @@ from rich.console import Console
 from fedchain.errors import ConfigError, FedchainError
 from fedchain.signals import Terminated, raise_on_sigterm
 
-__all__ = ["console", "fail", "password_from_env", "run_cli", "split_csv"]
+__all__ = [
+    "VersionOption",
+    "console",
+    "fail",
+    "package_version",
+    "password_from_env",
+    "run_cli",
+    "split_csv",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -69,3 +78,26 @@ def password_from_env(var: str | None) -> bytes | None:
     if not value:
         raise ConfigError(f"environment variable {var} is not set or empty (--password-env)")
     return value.encode()
+
+
+def package_version() -> str:
+    """The installed fedchain version (``unknown`` when run from a tree that is not installed)."""
+    try:
+        return metadata.version("fedchain")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"fedchain {package_version()}")
+        raise typer.Exit()
+
+
+#: ``--version`` for every console script: prints ``fedchain <version>`` and exits.
+VersionOption = Annotated[
+    bool,
+    typer.Option(
+        "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+    ),
+]

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from fedchain.cli._common import password_from_env, run_cli
+from fedchain.cli._common import VersionOption, password_from_env, run_cli
 from fedchain.cli.options import (
     ConfigOpt,
     InsecureDevOpt,
@@ -32,6 +32,7 @@ Opt = typer.Option
 @run_cli
 def client(
     config: ConfigOpt = None,
+    version: VersionOption = False,
     org: Annotated[
         str | None, Opt(help="Organization id (identity <pki>/<org>/users/client1)")
     ] = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from fedchain.cli._common import VersionOption
 from fedchain.cli.audit import audit_command
 from fedchain.cli.ceremony import consortium_app, org_app
 from fedchain.cli.demo import demo
@@ -18,6 +19,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def main(version: VersionOption = False) -> None:
+    """Cross-silo federated learning coordinated and recorded on a ledger."""
+
+
 pki_app.command(name="fabric-nodes")(fabric_nodes_command)
 pki_app.add_typer(org_app, name="org")
 pki_app.add_typer(consortium_app, name="consortium")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from fedchain.cli._common import console, password_from_env, run_cli
+from fedchain.cli._common import VersionOption, console, password_from_env, run_cli
 from fedchain.cli.options import (
     ConfigOpt,
     InsecureDevOpt,
@@ -32,6 +32,7 @@ Opt = typer.Option
 @run_cli
 def server(
     config: ConfigOpt = None,
+    version: VersionOption = False,
     app_ref: Annotated[
         str | None, Opt("--app", help="ServerApp as module:attr or a Flower app directory")
     ] = None,

@@ -95,6 +95,10 @@ class EmbeddedLedger(Reader):
             raise LedgerError(f"cannot create the folder of {path}: {exc.strerror}") from exc
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.creating")
         try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except OSError as exc:  # say it of the ledger, not of the temporary file
+            raise LedgerError(f"cannot create {path}: {exc.strerror}") from exc
+        try:
             _write_genesis(tmp, consortium, aggregator_identity, ts)
             _link_into_place(tmp, path)
         finally:

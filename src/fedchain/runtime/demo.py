@@ -53,12 +53,20 @@ class DemoResult:
 
 def prepare_workdir(workdir: Path) -> None:
     """Use ``workdir`` afresh: only an empty folder or an earlier demo's is (re)used."""
-    if workdir.exists():
-        if not (workdir / MARKER).exists() and any(workdir.iterdir()):
-            raise ConfigError(f"{workdir} is not empty and not a fedchain demo folder")
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
-    (workdir / MARKER).write_text("created by fedchain demo; deleted by the next demo run\n")
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"{workdir} is a file, not a folder: choose another --workdir")
+    try:
+        if workdir.exists():
+            if not (workdir / MARKER).exists() and any(workdir.iterdir()):
+                raise ConfigError(f"{workdir} is not empty and not a fedchain demo folder")
+            shutil.rmtree(workdir)
+        workdir.mkdir(parents=True)
+        (workdir / MARKER).write_text("created by fedchain demo; deleted by the next demo run\n")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot use {workdir} as the demo's folder: {exc.strerror or exc}; "
+            "choose another --workdir"
+        ) from exc
 
 
 def _spawn(module: str, args: list[str], log: Path, *, capture: bool) -> subprocess.Popen[str]:
