@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +42,19 @@ def test_every_console_script_tells_its_version(script: str) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"fedchain {package_version()}"
     assert package_version() != "unknown"
+
+
+def test_a_port_in_use_is_one_line_without_grpc_s_own_log(
+    consortium_dir: Path, tmp_path: Path
+) -> None:
+    """gRPC's C core printed ``E1205 ... add_port.cc ...`` to stderr before our message."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = subprocess.run(
+            [str(BIN / "fedchain-server"), "--pki", str(consortium_dir), "--address", address,
+             "--ledger", str(tmp_path / "l.sqlite"), "--rounds", "1"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert_one_line_error(result, f"cannot bind the data plane to {address}")
