@@ -7,7 +7,7 @@ import math
 from flwr.app import MetricRecord, RecordDict
 
 from fedchain.ledger import parse_record
-from fedchain.runtime.messages import small_metrics
+from fedchain.runtime.messages import num_examples, small_metrics
 from fedchain.runtime.rounds import MAX_METRICS, RoundLog, finite_metrics
 
 
@@ -47,3 +47,11 @@ def test_ints_beyond_the_exact_json_range_become_floats_or_are_dropped() -> None
     assert isinstance(kept["edge"], int)
     close = RoundLog(round=1).close_record("org1", "run1", None, big)
     assert parse_record(close)["metrics"] == kept  # the ledger takes the record
+
+
+def test_num_examples_that_is_not_a_finite_count_reads_as_zero() -> None:
+    """``int(inf)`` raised OverflowError in the organization's own client and killed it."""
+    for bad in (math.inf, -math.inf, math.nan, -3, [5]):
+        content = RecordDict({"m": MetricRecord({"num-examples": bad})})
+        assert num_examples(content) == 0, bad
+    assert num_examples(RecordDict({"m": MetricRecord({"num-examples": 7.0})})) == 7

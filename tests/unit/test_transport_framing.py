@@ -25,6 +25,7 @@ from fedchain.errors import (
 from fedchain.hashing import sha256_hex
 from fedchain.transport.chunks import SharedChunks
 from fedchain.transport.framing import (
+    HEADER_LIMIT,
     FetchRequest,
     PayloadBuffer,
     PayloadHeader,
@@ -314,3 +315,10 @@ def test_a_reader_collected_while_its_payload_is_locked_does_not_deadlock() -> N
     worker.start()
     assert finalized.wait(10), "finalizing a reader blocked on the payload's lock"
     assert shared.held == 0  # its place is given up at the next locked call
+
+
+def test_a_header_nested_past_the_parser_s_stack_is_a_protocol_error() -> None:
+    """It raised RecursionError, answered as UNKNOWN instead of INVALID_ARGUMENT."""
+    depth = HEADER_LIMIT // 2 - 1  # within the size limit, far past Python's recursion limit
+    with pytest.raises(ProtocolError, match="nests too deeply"):
+        decode_header(b"[" * depth + b"]" * depth, "fetch")

@@ -10,6 +10,7 @@ the other side.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import cast
 
 from flwr.app import ArrayRecord, Message, RecordDict
@@ -105,10 +106,13 @@ def single_arrays(content: RecordDict) -> ArrayRecord | None:
 
 
 def num_examples(content: RecordDict) -> int:
-    """The ``num-examples`` a reply reports (Flower's convention), 0 when absent or invalid."""
+    """The ``num-examples`` a reply reports (Flower's convention), 0 when absent or invalid
+    (negative, NaN or infinite: ``int(inf)`` raised OverflowError and killed the client)."""
     for record in content.metric_records.values():
         value = record.get("num-examples")
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if value >= 0 and math.isfinite(value):
             return int(value)
     return 0
 

@@ -140,6 +140,8 @@ def decode_header(raw: bytes, kind: str) -> dict[str, Any]:
         doc = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"{kind} header is not JSON: {exc}") from exc
+    except RecursionError as exc:  # nesting deep enough to exhaust the parser's stack
+        raise ProtocolError(f"{kind} header nests too deeply") from exc
     if not isinstance(doc, dict) or doc.get("kind") != kind:
         raise ProtocolError(f"expected a {kind!r} header")
     if doc.get("v") != PROTOCOL_VERSION:
