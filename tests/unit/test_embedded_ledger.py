@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from fedchain.errors import (
     LedgerCorrupted,
     LedgerError,
     LedgerNotFound,
+    PKIError,
     RecordError,
     RuleViolation,
 )
@@ -104,6 +106,17 @@ def test_identity_outside_the_consortium_is_refused(path: Path, foreign_dir: Pat
     stranger = load_identity(identity_dir(foreign_dir, "org2", "client1"))
     with pytest.raises(CertificateError):
         EmbeddedLedger.open(path, stranger)
+
+
+def test_a_key_that_is_not_the_certificate_s_is_refused(
+    path: Path, ids: dict[str, Identity]
+) -> None:
+    """org2's key under org3's certificate would store entries "from org3" (issue 12)."""
+    before = dump(path)
+    forged = replace(ids["org3"], key=ids["org2"].key)
+    with pytest.raises(PKIError, match="not the one its certificate names"):
+        EmbeddedLedger.open(path, forged)
+    assert dump(path) == before
 
 
 def test_a_ledger_of_another_consortium_is_refused(

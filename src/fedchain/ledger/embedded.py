@@ -241,8 +241,15 @@ def store_entry(conn: sqlite3.Connection, seq: int, body: bytes, sig: bytes, rec
 
 
 def _require_key(identity: Identity) -> None:
+    """A key to sign with, and the one the certificate names (records are stored with the
+    certificate: another key would write entries in that certificate's name)."""
     if identity.key is None:
         raise PKIError(f"identity {identity.org}/{identity.name} has no private key to sign with")
+    if identity.key.public_key() != identity.cert.public_key():
+        raise PKIError(
+            f"the key given for {identity.org}/{identity.name} is not the one its certificate "
+            "names"
+        )
 
 
 def _der(identity: Identity) -> bytes:
