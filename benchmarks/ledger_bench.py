@@ -13,6 +13,8 @@ Measures, on a fresh consortium and ledger in a temporary folder:
 * signed single-record appends per second from 4 OS processes on one file (the aggregator org
   writing runs from two identities, org2 and org3 answering tasks), with a 5th process watching
   and timing each entry's delivery (write timestamp -> ``wait`` returning it);
+* reads: entries per second through ``metadata_get`` on a fresh handle (signatures verified
+  once per handle), again on the same handle, and through the hash-and-decode checks alone;
 * ``fedchain audit`` verification, entries per second, inline and with 2 worker processes.
 
 Every append is its own transaction (``metadata_publish`` of one record): batching is not what
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -36,6 +39,7 @@ from typing import Any
 from fedchain.ledger import parse_record
 from fedchain.ledger.audit import audit
 from fedchain.ledger.embedded import EmbeddedLedger
+from fedchain.ledger.embedded_read import decode_checked
 from fedchain.pki import AGGREGATOR_NAME, identity_dir, init_consortium, load_identity
 
 H = "ab" * 32
@@ -195,6 +199,35 @@ def audit_rate(ledger: Path, workers: int) -> tuple[int, float, float]:
     return report.entries, report.entries / wall, (_cpu() - cpu) / report.entries * 1e6
 
 
+def read_rate(ledger: Path) -> dict[str, float]:
+    """Entries/s read by ``metadata_get`` on a fresh read-only handle (each entry's signature
+    verified, once per handle), again on the same handle (verified already), and through the
+    hash-and-decode checks alone (all a read did before readers verified signatures)."""
+    with EmbeddedLedger.open(ledger) as handle:
+        started = time.perf_counter()
+        count = len(handle.metadata_get())
+        first = time.perf_counter() - started
+        started = time.perf_counter()
+        handle.metadata_get()
+        again = time.perf_counter() - started
+    conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
+    try:
+        started = time.perf_counter()
+        rows = conn.execute("SELECT seq, hash, body FROM entries ORDER BY seq").fetchall()
+        for seq, digest, body in rows:
+            decode_checked(seq, digest, body)
+        decode_only = time.perf_counter() - started
+    finally:
+        conn.close()
+    return {
+        "entries": count,
+        "first_read_per_s": round(count / first),
+        "reread_per_s": round(count / again),
+        "decode_only_per_s": round(count / decode_only),
+        "first_read_over_decode_only": round(first / decode_only, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--appends", type=int, default=6000, help="appends per measurement")
@@ -218,6 +251,7 @@ def main() -> None:
         results.update(
             {f"{k}_4proc": v for k, v in four_processes(pki, shared, args.appends // 4).items()}
         )
+        results["reads_four"] = read_rate(shared)
         for path in (root / "one-normal.sqlite", shared):
             entries, inline, inline_cpu = audit_rate(path, workers=1)
             _, parallel, parallel_cpu = audit_rate(path, workers=2)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 from tests.conformance.ledger_suite import run_record, task_record
 
 from fedchain.config import LedgerSettings
@@ -23,7 +24,8 @@ from fedchain.errors import (
     RuleViolation,
 )
 from fedchain.ledger import MAX_RECORD_BYTES, Query, parse_record
-from fedchain.ledger.embedded import MAX_BATCH, EmbeddedLedger
+from fedchain.ledger.chain import encode_body
+from fedchain.ledger.embedded import MAX_BATCH, EmbeddedLedger, store_entry
 from fedchain.ledger.factory import open_ledger
 from fedchain.ledger.memory import MemoryLedger
 from fedchain.pki import (
@@ -233,6 +235,61 @@ def test_a_writer_catches_up_and_refuses_to_extend_a_broken_chain(
     assert info.value.seq == 3
     agg.close()
     org2.close()
+
+
+def _forge(path: Path, writer: Identity, claimed: Identity, record: dict[str, Any]) -> None:
+    """What modified code can do with the file alone: append, with a correct hash chain, an
+    entry in ``claimed``'s name (its org and certificate) signed with ``writer``'s key."""
+    with sqlite3.connect(path) as conn:
+        seq, prev = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC").fetchone()
+        body = encode_body(seq + 1, bytes(prev).hex(), parse_record(record), 1, claimed.org,
+                           claimed.fingerprint)  # fmt: skip
+        conn.execute("INSERT OR IGNORE INTO certs (sha256, der) VALUES (?, ?)",
+                     (claimed.fingerprint, claimed.cert.public_bytes(Encoding.DER)))  # fmt: skip
+        store_entry(conn, seq + 1, body, writer.sign(body), parse_record(record))
+
+
+def test_readers_refuse_an_entry_signed_by_another_organization(
+    path: Path, ids: dict[str, Identity]
+) -> None:
+    """org2 forges an update 'from org3' into the file: every reader refuses it at once (the
+    aggregator used to act on it and refuse org3's real update as a duplicate)."""
+    agg = EmbeddedLedger.open(path, ids["org1"])
+    agg.metadata_publish([parse_record(run_record()), parse_record(task_record("t1", 1))])
+    update = {"v": 1, "kind": "update", "org": "org3", "run": "r1", "round": 1, "task": "t1",
+              "status": "ok", "update_sha256": "ef" * 32, "update_size": 5, "num_examples": 3,
+              "metrics": {}, "error": None}  # fmt: skip
+    _forge(path, ids["org2"], ids["org3"], update)
+    for read in (lambda: agg.wait(2, 0), lambda: agg.metadata_get(Query(kind="update")),
+                 lambda: EmbeddedLedger.open(path).metadata_get(),
+                 lambda: EmbeddedLedger.open(path, ids["org3"]).metadata_publish(
+                     parse_record(update))):  # fmt: skip
+        with pytest.raises(LedgerCorrupted, match="signature does not verify") as info:
+            read()
+        assert info.value.seq == 3
+    agg.close()
+
+
+def test_an_honest_entry_is_read_and_verified_once_per_handle(
+    path: Path, ids: dict[str, Identity], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fedchain.ledger import embedded_read
+
+    with EmbeddedLedger.open(path, ids["org1"]) as agg:
+        agg.metadata_publish(parse_record(run_record()))
+    calls: list[bytes] = []
+    real = embedded_read.verify_signature
+
+    def counting(key: Any, body: bytes, sig: bytes) -> None:
+        calls.append(body)
+        real(key, body, sig)
+
+    monkeypatch.setattr(embedded_read, "verify_signature", counting)
+    with EmbeddedLedger.open(path) as reader:
+        first = reader.metadata_get()
+        assert reader.metadata_get() == first
+        assert reader.wait(-1, 0) == first
+    assert len(calls) == len(first) == 2
 
 
 def test_factory_picks_the_backend(path: Path, consortium: Consortium,

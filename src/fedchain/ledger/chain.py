@@ -232,6 +232,10 @@ class SignerCache:
         self._der: dict[str, bytes] = dict(certs or {})
         self._checked: dict[str, _Signer] = {}
 
+    def known(self, cert_sha256: str) -> bool:
+        """Whether the certificate is known (added, or checked already)."""
+        return cert_sha256 in self._der or cert_sha256 in self._checked
+
     def add(self, cert_sha256: str, der: bytes) -> None:
         """Make a certificate known by its SHA-256 (as stored in the ledger's ``certs``)."""
         self._der[cert_sha256] = der

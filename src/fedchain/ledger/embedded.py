@@ -38,7 +38,7 @@ from fedchain.errors import CertificateError, LedgerCorrupted, LedgerError, PKIE
 from fedchain.ledger import sqlite_store as store
 from fedchain.ledger.base import Entry, as_records
 from fedchain.ledger.chain import GENESIS_PREV, consortium_record, encode_body, ms_to_datetime
-from fedchain.ledger.embedded_read import Reader, decode_checked, signal_for
+from fedchain.ledger.embedded_read import Reader, signal_for
 from fedchain.ledger.records import Record
 from fedchain.ledger.rules import LedgerState
 from fedchain.pki import Consortium, Identity
@@ -57,7 +57,7 @@ class EmbeddedLedger(Reader):
         self, path: Path, conn: sqlite3.Connection, consortium: Consortium,
         identity: Identity | None, clock: Clock,
     ) -> None:  # fmt: skip
-        super().__init__(path, conn, signal_for(path))
+        super().__init__(path, conn, signal_for(path), consortium)
         self.consortium = consortium
         self._identity = identity
         self._clock = clock
@@ -174,6 +174,8 @@ class EmbeddedLedger(Reader):
                 raise
             self._seen, self._head_hash = entries[-1].seq, entries[-1].hash
             self._cert_stored = True
+            for entry in entries:
+                self.mark_verified(entry.seq, entry.hash)
         self._signal.notify()
         return entries
 
@@ -201,8 +203,7 @@ class EmbeddedLedger(Reader):
         if self._state is None:
             self._state, self._seen, self._head_hash = LedgerState(), -1, GENESIS_PREV
         state = self._state
-        for seq, digest, body in self._rows_after(self._seen):
-            decoded = decode_checked(seq, digest, body)
+        for seq, digest, decoded in self._rows_after(self._seen):
             if decoded.prev != self._head_hash:
                 raise LedgerCorrupted(seq, "prev does not match the previous entry's hash")
             try:

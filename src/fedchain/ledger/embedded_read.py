@@ -1,8 +1,11 @@
 """Reading side of the embedded ledger: queries, ``wait`` and the in-process wake-up signal.
 
 :class:`Reader` is the read-only half of :class:`~fedchain.ledger.embedded.EmbeddedLedger`
-(kept apart so each module reads in one sitting). Reads trust the file's content after cheap
-checks (hash of each body, contiguous seq); verifying signatures is ``fedchain audit``'s job.
+(kept apart so each module reads in one sitting). Every entry a handle hands on has had its
+hash, position and **signature** checked (the signer's certificate chains to its organization's
+CA in the consortium the file records, and the body names that organization): a member that
+slipped a forged row into the file is caught by the first reader, not only by a later
+``fedchain audit``. Each entry is verified once per handle (a re-read compares its hash).
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from typing import Any, Final
 
 from cryptography import x509
 
-from fedchain.errors import LedgerCorrupted, PKIError, RecordError
+from fedchain.errors import CertificateError, LedgerCorrupted, PKIError, RecordError
 from fedchain.ledger import sqlite_store as store
 from fedchain.ledger.base import Entry, Query
-from fedchain.ledger.chain import Body, decode_body
+from fedchain.ledger.chain import Body, SignerCache, decode_body
 from fedchain.pki import Consortium, fingerprint
+from fedchain.pki.signing import verify_signature
 
 __all__ = ["Reader", "Signal", "decode_checked", "signal_for"]
 
@@ -65,11 +69,15 @@ class Reader:
     """Queries and waits on an open ledger connection (guarded by a lock: handles are shared
     between threads, e.g. a watcher and a publisher)."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, signal: Signal) -> None:
+    def __init__(
+        self, path: Path, conn: sqlite3.Connection, signal: Signal, consortium: Consortium
+    ) -> None:
         self.path = path
         self._conn = conn
         self._signal = signal
         self._lock = threading.RLock()
+        self._signers = SignerCache(consortium)
+        self._verified: dict[int, bytes] = {}  # seq -> the hash its signature was checked for
 
     @staticmethod
     def stored_consortium(conn: sqlite3.Connection, path: Path) -> Consortium:
@@ -104,12 +112,12 @@ class Reader:
                 clauses.append(f"{name} = ?")
                 params.append(value)
         where = " AND ".join(clauses)  # column names from _FILTERS only; values are bound
-        sql = f"SELECT seq, hash, body FROM entries WHERE {where} ORDER BY seq"  # noqa: S608
+        sql = f"SELECT seq, hash, body, sig FROM entries WHERE {where} ORDER BY seq"  # noqa: S608
         if query.limit is not None:
             sql += " LIMIT ?"
             params.append(max(query.limit, 0))
         rows = self._fetch(sql, params)
-        entries = [self._entry(seq, digest, body) for seq, digest, body in rows]
+        entries = [self._entry(*row) for row in rows]
         return [e for e in entries if query.matches(e)]
 
     def wait(self, after: int, timeout: float) -> list[Entry]:
@@ -144,13 +152,47 @@ class Reader:
         with self._lock, store.translate(self.path):
             return self._conn.execute(sql, params).fetchall()
 
-    def _rows_after(self, after: int) -> list[tuple[int, Any, Any]]:
-        sql = "SELECT seq, hash, body FROM entries WHERE seq > ? ORDER BY seq"
-        return [(int(s), h, b) for s, h, b in self._fetch(sql, [after])]
+    def _rows_after(self, after: int) -> list[tuple[int, bytes, Body]]:
+        """Entries after ``after``, each checked (hash, position, signature) and decoded."""
+        sql = "SELECT seq, hash, body, sig FROM entries WHERE seq > ? ORDER BY seq"
+        rows = self._fetch(sql, [after])
+        return [(int(s), h, self._checked(int(s), h, b, g)) for s, h, b, g in rows]
 
-    def _entry(self, seq: int, digest: Any, body: Any) -> Entry:
-        decoded = decode_checked(seq, digest, body)
+    def _entry(self, seq: int, digest: Any, body: Any, sig: Any) -> Entry:
+        decoded = self._checked(seq, digest, body, sig)
         return Entry(decoded.seq, decoded.record, decoded.org, decoded.ts, bytes(digest).hex())
+
+    def _checked(self, seq: int, digest: Any, body: Any, sig: Any) -> Body:
+        """``decode_checked`` plus the signature, verified the first time this handle sees it."""
+        decoded = decode_checked(seq, digest, body)
+        if self._verified.get(seq) != digest:
+            self._verify(decoded, body, sig)
+            self._verified[seq] = digest
+        return decoded
+
+    def _verify(self, decoded: Body, body: bytes, sig: Any) -> None:
+        seq = decoded.seq
+        if not isinstance(sig, bytes):
+            raise LedgerCorrupted(seq, "the entry's signature column is not a BLOB")
+        try:
+            org, key = self._signer(decoded)
+            verify_signature(key, body, sig)
+        except CertificateError as exc:  # SignatureError is one too
+            raise LedgerCorrupted(seq, f"the entry's signature does not verify: {exc}") from exc
+        if org != decoded.org:
+            raise LedgerCorrupted(seq, f"signed by {org} but written as {decoded.org}")
+
+    def _signer(self, decoded: Body) -> tuple[str, Any]:
+        sha = decoded.cert_sha256
+        if not self._signers.known(sha):
+            row = self._fetch("SELECT der FROM certs WHERE sha256 = ?", [sha])
+            if row and isinstance(row[0][0], bytes):
+                self._signers.add(sha, row[0][0])
+        return self._signers.check(sha, decoded.ts)
+
+    def mark_verified(self, seq: int, digest_hex: str) -> None:
+        """An entry this handle wrote and signed itself: no need to verify it again."""
+        self._verified[seq] = bytes.fromhex(digest_hex)
 
 
 def decode_checked(seq: int, digest: Any, body: Any) -> Body:
