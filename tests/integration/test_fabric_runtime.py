@@ -226,7 +226,7 @@ def test_a_misspelt_channel_is_one_line_in_seconds(tomls: Path, tmp_path: Path) 
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
     assert "fedchian" in lines[0]
-    assert elapsed < 15, elapsed  # the outage budget alone is ~26 s
+    assert elapsed < 20, elapsed  # start-up included; the outage budget alone is ~26 s
 
 
 def test_demo_without_a_network_says_how_to_start_one(tmp_path: Path) -> None:
