@@ -21,6 +21,7 @@
 #              delete deploy/.work too)
 #   all        build ceremony up train audit
 # Environment: DEPLOY_WORK (default deploy/.work), DEPLOY_ENV_DIR (default deploy/env),
+# FC_INTERNET and FC_PROJECT_PREFIX (override env/network.env),
 # AUDITOR, WAIT_S (each bounded wait, default 120), TRAIN_S (default 600).
 set -euo pipefail
 
@@ -50,8 +51,11 @@ env_get() {
 }
 
 NET_ENV=$ENV_DIR/network.env
-FC_INTERNET=$(env_get "$NET_ENV" FC_INTERNET)
-PREFIX=$(env_get "$NET_ENV" FC_PROJECT_PREFIX)
+# These two may come from the environment too (a test's own network and project names).
+FC_INTERNET=${FC_INTERNET:-$(env_get "$NET_ENV" FC_INTERNET)}
+FC_PROJECT_PREFIX=${FC_PROJECT_PREFIX:-$(env_get "$NET_ENV" FC_PROJECT_PREFIX)}
+PREFIX=$FC_PROJECT_PREFIX
+export FC_INTERNET FC_PROJECT_PREFIX
 CONSORTIUM=$(env_get "$NET_ENV" CONSORTIUM)
 CHANNEL=$(env_get "$NET_ENV" CHANNEL)
 CHAINCODE=$(env_get "$NET_ENV" CHAINCODE)
@@ -485,7 +489,7 @@ sys.exit(0 if hashes and not check.missing and not check.mismatched else 1)
 
 cmd_audit() {
     log "$AUDITOR audits the channel as itself, with the models the aggregator published"
-    project "$AUDITOR" run --rm --no-deps -T --entrypoint fedchain client \
+    project "$AUDITOR" run --rm --no-deps -T -e COLUMNS=160 --entrypoint fedchain client \
         audit --config /org/fedchain.toml --models /public/models
     project "$AUDITOR" run --rm --no-deps -T --entrypoint python client -c "$MODEL_CHECK"
 }

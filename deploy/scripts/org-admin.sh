@@ -58,7 +58,7 @@ install)
         log "$PEER_ADDRESS already has $id"
     else
         log "$ORG's admin installs $id on $PEER_ADDRESS"
-        peer lifecycle chaincode install "$PACKAGE" >/dev/null
+        out=$(peer lifecycle chaincode install "$PACKAGE" 2>&1) || die "install failed: $out"
     fi
     printf '%s\n' "$id" >/org/state/package_id
     ;;
