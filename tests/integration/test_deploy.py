@@ -71,7 +71,9 @@ class Deployment:
     env: dict[str, str]
 
 
-def run_script(env: dict[str, str], *steps: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def run_script(
+    env: dict[str, str], *steps: str, timeout: float
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(RUN), *steps], capture_output=True, text=True, env=env,
                           timeout=timeout, check=False)  # fmt: skip
 
@@ -103,9 +105,10 @@ def test_it_trains_and_a_member_audits_the_run_with_its_model_files(
     assert "finished; ledger: Fabric channel 'fedchain'" in out
     assert "write rules hold for all" in out
     assert "0 missing, 0 altered" in out
-    steps = [line.split()[1] for line in out.splitlines() if line.endswith(" s") and " took " in line]
+    timed = [line for line in out.splitlines() if " took " in line and line.endswith(" s")]
+    steps = [line.split()[1] for line in timed]
     assert steps == ["build", "ceremony", "up", "train", "audit"]
-    print("\n".join(line for line in out.splitlines() if " took " in line))  # the measured times
+    print("\n".join(timed))  # the measured times (pytest -s)
 
 
 def test_an_altered_model_file_fails_the_audit(deployment: Deployment) -> None:
