@@ -398,6 +398,7 @@ cmd_up() {
     [[ -d $DEPLOY_WORK/$ORDERER_ORG/crypto ]] || die "no keys in $DEPLOY_WORK: run the ceremony first"
     docker network inspect "$FC_INTERNET" >/dev/null 2>&1 ||
         docker network create "$FC_INTERNET" >/dev/null
+    mkdir -p "$PUBLIC/channel" "$PUBLIC/chaincode"
     package_chaincode
     write_configtx
     log "the orderer organization starts its orderer and creates the channel"
