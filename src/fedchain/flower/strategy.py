@@ -10,7 +10,8 @@ No reply can take the aggregator down (G11): an exception raised by the inner st
 aggregating, or an aggregate that is not finite or does not fit the model, is caught at the
 round. The round keeps the previous model, and its ``close`` record lists the organizations
 whose replies were in that aggregation as dropouts at stage ``aggregate:<exception>``
-(``aggregate-evaluate:<exception>`` for evaluation).
+(``aggregate-evaluate:<exception>`` for evaluation). A floating aggregate is cast to the
+model's dtype (Flower's FedAdam returns float64 for a float32 model).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
@@ -138,7 +139,7 @@ class LedgerStrategy(Strategy):
         try:
             arrays, metrics = self.inner.aggregate_train(rnd, replies)
             if arrays is not None and self._arrays is not None:
-                _check_aggregate(arrays, self._arrays)
+                arrays = _fit_aggregate(arrays, self._arrays)
         except Exception as exc:  # no reply may stop the aggregator (G11)
             log.exception("round %d: aggregation failed; model unchanged", rnd)
             self._model[rnd] = before or ""
@@ -202,16 +203,25 @@ class LedgerStrategy(Strategy):
             rlog.drop(org, stage)
 
 
-def _check_aggregate(new: ArrayRecord, old: ArrayRecord) -> None:
-    """Refuse an aggregate whose keys or shapes differ from the model's, whose floating arrays
-    changed dtype, or which holds NaN/Inf (``UnusableAggregate``)."""
+def _fit_aggregate(new: ArrayRecord, old: ArrayRecord) -> ArrayRecord:
+    """``new`` in the model's floating dtypes (Flower's FedAdam returns float64 for a float32
+    model, and float32 replies would then no longer fit it); ``UnusableAggregate`` if its keys
+    or shapes differ from the model's, a floating array became another kind, or it holds NaN/Inf
+    (after the cast: a value beyond float32's range is Inf)."""
     if list(new.keys()) != list(old.keys()):
         raise UnusableAggregate(f"aggregate keys {list(new.keys())[:8]} differ from the model's")
+    fitted = {}
     for key, array in new.items():
         values, dtype = array.numpy(), np.dtype(old[key].dtype)
         if values.shape != tuple(old[key].shape):
             raise UnusableAggregate(f"aggregate array {key} has shape {list(values.shape)}")
         if dtype.kind == "f" and values.dtype != dtype:
-            raise UnusableAggregate(f"aggregate array {key} is {values.dtype}, not {dtype}")
+            if values.dtype.kind != "f":
+                raise UnusableAggregate(f"aggregate array {key} is {values.dtype}, not {dtype}")
+            with np.errstate(over="ignore"):
+                values = values.astype(dtype)
+            array = Array(values)
         if values.dtype.kind in "fc" and not np.isfinite(values).all():
             raise UnusableAggregate(f"aggregate array {key} holds NaN or Inf")
+        fitted[key] = array
+    return ArrayRecord(fitted)

@@ -277,7 +277,8 @@ def checked_reply(
     reply = decode_payload(data)
     if reply.metadata.reply_to_message_id != mid:
         raise UpdateRejected(org, "reply does not answer this task (replayed?)")
-    if not reply.has_error():
-        kind = task_kind(sent.message.metadata.message_type, sent.message.content)
-        check_content(org, kind, reply.content, sent.arrays, announced)
+    if reply.has_error():  # only ``ok`` announcements are fetched
+        raise UpdateRejected(org, "announced as ok, the reply is an error")
+    kind = task_kind(sent.message.metadata.message_type, sent.message.content)
+    check_content(org, kind, reply.content, sent.arrays, announced)
     return reply
