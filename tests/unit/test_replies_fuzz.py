@@ -358,3 +358,24 @@ def test_ledger_strategy_never_raises_nor_returns_an_unusable_model(
     arrays, _ = wrapped.aggregate_train(1, replies)
     assert arrays is None or _usable(arrays.to_numpy_ndarrays())
     wrapped.aggregate_evaluate(1, [attack(m)[0] for m in sent])  # never raises
+
+
+class Failing(fs.FedAvg):
+    """A strategy that fails on whatever it is given."""
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        raise ZeroDivisionError("float division by zero")
+
+
+def test_a_failing_aggregation_is_recorded_and_the_round_keeps_the_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(STRATEGIES, "Failing", Failing)
+    arrays, close = run_round("Failing", {org: honest(org) for org in HONEST})
+    assert close["aggregated"] == []
+    assert close["dropouts"] == [{"org": o, "stage": "aggregate:ZeroDivisionError"} for o in HONEST]
+    assert close["model_sha256"] == close_model_of_round_0()
+    assert all(np.array_equal(a, b) for a, b in zip(arrays.to_numpy_ndarrays(),
+                                                     model().to_numpy_ndarrays(), strict=True))
