@@ -11,6 +11,7 @@ on ``PYTHONPATH``.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -24,7 +25,10 @@ from flwr.clientapp import ClientApp
 
 from tests.apps import tiny
 
-__all__ = ["bad_arrays", "echo", "gated", "hang_in_round_2", "replay_then_oversize"]
+__all__ = [
+    "BAD_METADATA", "bad_arrays", "bad_metadata", "echo", "gated", "hang_in_round_2",
+    "replay_then_oversize",
+]
 
 Mutation = Callable[[Message, Message, int], Message]
 
@@ -109,6 +113,76 @@ def _defect(reply: Message, msg: Message, rnd: int) -> Message:
 
 
 bad_arrays = _wrapping(_defect)
+
+
+# -- malformed metadata, records and array bytes: one defect per round (issue 12, 1 and 2) ------
+
+
+def _npy(values: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, values, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _declared_float32(values: np.ndarray) -> Array:
+    """An array declared float32 (its shape as given) whose ``.npy`` bytes hold ``values``."""
+    return Array(dtype="float32", shape=values.shape, stype="numpy.ndarray", data=_npy(values))
+
+
+def _content(reply: Message, **changes: Any) -> RecordDict:
+    """The honest reply's records with some replaced (a None value removes a record)."""
+    records = {**dict(reply.content.items()), **changes}
+    return RecordDict({k: v for k, v in records.items() if v is not None})
+
+
+def _metrics(reply: Message, **changes: Any) -> MetricRecord:
+    metrics = dict(reply.content["metrics"].items())
+    metrics.update(changes)
+    return MetricRecord({k: v for k, v in metrics.items() if v is not None})
+
+
+def _weight(value: Any) -> Callable[[Message], RecordDict]:
+    return lambda r: _content(r, metrics=_metrics(r, **{"num-examples": value}))
+
+
+def _complex(reply: Message) -> RecordDict:
+    arrays = reply.content["arrays"]
+    fake = arrays["0"].numpy().astype(np.complex64)
+    fake[0, 0] = complex(np.nan, 1.0)
+    return _content(reply, arrays=ArrayRecord({"0": _declared_float32(fake), "1": arrays["1"]}))
+
+
+def _wider(reply: Message) -> RecordDict:
+    arrays = reply.content["arrays"]
+    fake = _declared_float32(arrays["1"].numpy().astype(np.float64))
+    return _content(reply, arrays=ArrayRecord({"0": arrays["0"], "1": fake}))
+
+
+#: The defect of each round (``server-round``), as the reason the aggregator should record.
+BAD_METADATA: dict[int, tuple[str, Callable[[Message], RecordDict]]] = {
+    1: ("num-examples nan is not an integer", _weight(float("nan"))),
+    2: ("num-examples inf is not an integer", _weight(float("inf"))),
+    3: (r"num-examples -11 is not in \[1, 2\^53 - 1\]", _weight(-11)),
+    4: ("the reply has no num-examples", _weight(None)),
+    5: (r"num-examples \[11\] is not an integer", _weight([11])),
+    6: ("differ from the other replies'", lambda r: _content(r, metrics=_metrics(r, extra=1.0))),
+    7: ("metric 'train_loss' is a list",
+        lambda r: _content(r, metrics=_metrics(r, train_loss=[1.0, 2.0]))),
+    8: ("2 MetricRecord", lambda r: _content(r, more=MetricRecord({"num-examples": 11}))),
+    9: ("2 ArrayRecord", lambda r: _content(r, copy=r.content["arrays"])),
+    10: ("0 ArrayRecord", lambda r: _content(r, arrays=None)),
+    11: ("array 0: its bytes hold complex64 values, not float32", _complex),
+    12: ("array 1: its bytes hold float64 values, not float32", _wider),
+}  # fmt: skip
+
+
+def _bad_metadata(reply: Message, msg: Message, rnd: int) -> Message:
+    if rnd in BAD_METADATA:
+        return Message(BAD_METADATA[rnd][1](reply), reply_to=msg)
+    return reply
+
+
+bad_metadata = _wrapping(_bad_metadata)
 
 
 # -- replay and size -------------------------------------------------------------------------

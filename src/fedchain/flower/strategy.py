@@ -5,16 +5,25 @@ only what it must: the model hash before and after aggregation, the updates aggr
 dropouts and metrics (the round's ``close`` record, written through ``LedgerGrid``), a quorum
 (too few valid replies: the round keeps the previous model), the global models saved by hash,
 and resuming a run from the last closed round after the aggregator restarts.
+
+No reply can take the aggregator down (G11): an exception raised by the inner strategy while
+aggregating, or an aggregate that is not finite or does not fit the model, is caught at the
+round. The round keeps the previous model, and its ``close`` record lists the organizations
+whose replies were in that aggregation as dropouts at stage ``aggregate:<exception>``
+(``aggregate-evaluate:<exception>`` for evaluation). A floating aggregate is cast to the
+model's dtype (Flower's FedAdam returns float64 for a float32 model).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
@@ -25,6 +34,11 @@ from fedchain.runtime.runs import strategy_sha256
 __all__ = ["LedgerStrategy"]
 
 log = logging.getLogger(__name__)
+_NOT_A_STAGE = re.compile(r"[^A-Za-z0-9._:-]")
+
+
+class UnusableAggregate(ValueError):
+    """The inner strategy returned a model that is not finite or does not fit the last one."""
 
 
 class LedgerStrategy(Strategy):
@@ -39,6 +53,7 @@ class LedgerStrategy(Strategy):
         self._grid: LedgerGrid | None = None
         self._model: dict[int, str] = {}
         self._train_metrics: dict[int, dict[str, Any]] = {}
+        self._arrays: ArrayRecord | None = None  # the model sent in the round in progress
         # Rounds already closed on the ledger when this process started (resume). Flower's loop
         # counts from 1 again; ``inner`` (and through it the apps) is given the ledger's round.
         self._offset = 0
@@ -100,6 +115,7 @@ class LedgerStrategy(Strategy):
             self._model[rnd - 1] = arrays_sha256(arrays)
         if self._grid is not None:  # spare the grid hashing the same model again
             self._grid.remember_model(arrays, self._model[rnd - 1])
+        self._arrays = arrays
         return self.inner.configure_train(rnd, arrays, config, grid)
 
     def aggregate_train(
@@ -120,7 +136,16 @@ class LedgerStrategy(Strategy):
             if self._grid is not None:
                 self._grid.round_log(rnd + self._grid.round_offset).aggregated.clear()
             return None, None
-        arrays, metrics = self.inner.aggregate_train(rnd, replies)
+        try:
+            arrays, metrics = self.inner.aggregate_train(rnd, replies)
+            if arrays is not None and self._arrays is not None:
+                arrays = _fit_aggregate(arrays, self._arrays)
+        except Exception as exc:  # no reply may stop the aggregator (G11)
+            log.exception("round %d: aggregation failed; model unchanged", rnd)
+            self._model[rnd] = before or ""
+            self._train_metrics[rnd] = {}
+            self._record_failure(rnd, "aggregate", exc, replies)
+            return None, None
         if arrays is None:
             self._model[rnd] = before or ""
         else:
@@ -141,7 +166,13 @@ class LedgerStrategy(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         rnd = server_round + self._offset
-        metrics = self.inner.aggregate_evaluate(rnd, replies)
+        replies = list(replies)
+        try:
+            metrics = self.inner.aggregate_evaluate(rnd, replies)
+        except Exception as exc:  # no reply may stop the aggregator (G11)
+            log.exception("round %d: aggregating the evaluation failed", rnd)
+            self._record_failure(rnd, "aggregate-evaluate", exc, replies)
+            metrics = None
         if self._grid is not None:
             merged = {**self._train_metrics.pop(rnd, {}), **dict(metrics or {})}
             merged.pop("num-examples", None)
@@ -152,3 +183,45 @@ class LedgerStrategy(Strategy):
                 defer=server_round < self._rounds,  # rides with the next round's tasks
             )
         return metrics
+
+    def _record_failure(
+        self, rnd: int, what: str, exc: Exception, replies: list[Message]
+    ) -> None:
+        """Note on the round's ``close`` record that its aggregation failed: the organizations
+        whose replies were in it become dropouts at stage ``<what>:<exception type>``."""
+        if self._grid is None:
+            return
+        stage = _NOT_A_STAGE.sub("-", f"{what}:{type(exc).__name__}")[:64]
+        rlog = self._grid.round_log(rnd + self._grid.round_offset)
+        orgs = set(rlog.aggregated)
+        for reply in replies:
+            if not reply.has_error() and reply.metadata.src_node_id in self._grid.nodes:
+                orgs.add(self._grid.nodes.org(reply.metadata.src_node_id))
+        if what == "aggregate":
+            rlog.aggregated.clear()
+        for org in sorted(orgs):
+            rlog.drop(org, stage)
+
+
+def _fit_aggregate(new: ArrayRecord, old: ArrayRecord) -> ArrayRecord:
+    """``new`` in the model's floating dtypes (Flower's FedAdam returns float64 for a float32
+    model, and float32 replies would then no longer fit it); ``UnusableAggregate`` if its keys
+    or shapes differ from the model's, a floating array became another kind, or it holds NaN/Inf
+    (after the cast: a value beyond float32's range is Inf)."""
+    if list(new.keys()) != list(old.keys()):
+        raise UnusableAggregate(f"aggregate keys {list(new.keys())[:8]} differ from the model's")
+    fitted = {}
+    for key, array in new.items():
+        values, dtype = array.numpy(), np.dtype(old[key].dtype)
+        if values.shape != tuple(old[key].shape):
+            raise UnusableAggregate(f"aggregate array {key} has shape {list(values.shape)}")
+        if dtype.kind == "f" and values.dtype != dtype:
+            if values.dtype.kind != "f":
+                raise UnusableAggregate(f"aggregate array {key} is {values.dtype}, not {dtype}")
+            with np.errstate(over="ignore"):
+                values = values.astype(dtype)
+            array = Array(values)
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
+            raise UnusableAggregate(f"aggregate array {key} holds NaN or Inf")
+        fitted[key] = array
+    return ArrayRecord(fitted)

@@ -153,24 +153,57 @@ def load_model(models_dir: Path, digest: str) -> ArrayRecord:
 def validate_reply_arrays(org: str, sent: ArrayRecord, got: ArrayRecord) -> None:
     """Refuse a reply whose arrays differ in keys, shapes or dtypes from the model sent, or
     hold NaN/Inf (G9): such a reply never reaches the strategy; the reason goes on the ledger.
+
+    Dtype, shape and finiteness are those of the values decoded from the bytes, as a strategy
+    will read them (``Array.numpy()``), not only the dtype and shape the sender declared: an
+    array declared float32 whose ``.npy`` header says complex64 or float64 is refused.
     """
     if list(got.keys()) != list(sent.keys()):
         raise UpdateRejected(org, f"array keys {list(got.keys())[:8]} differ from the model's")
     for key, array in got.items():
         expected = sent[key]
+        wanted = f"{expected.dtype}{list(expected.shape)}"
         if array.dtype != expected.dtype or tuple(array.shape) != tuple(expected.shape):
             raise UpdateRejected(
-                org,
-                f"array {key}: {array.dtype}{list(array.shape)} instead of "
-                f"{expected.dtype}{list(expected.shape)}",
+                org, f"array {key}: {array.dtype}{list(array.shape)} instead of {wanted}"
             )
         if array.dtype not in _ALLOWED_DTYPES:
             raise UpdateRejected(org, f"array {key}: dtype {array.dtype} is not allowed")
         try:
-            values = _values(array)
+            values = _strict_values(array)
         except (ValueError, TypeError) as exc:
             raise UpdateRejected(org, f"array {key} cannot be decoded: {exc}") from exc
         if values.shape != tuple(array.shape):
             raise UpdateRejected(org, f"array {key}: its data has shape {list(values.shape)}")
-        if values.dtype.kind == "f" and not np.isfinite(values).all():
+        if _little(values.dtype) != _little(_values(expected).dtype):
+            raise UpdateRejected(
+                org, f"array {key}: its bytes hold {values.dtype.name} values, not {wanted}"
+            )
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
             raise UpdateRejected(org, f"array {key} holds NaN or Inf")
+
+
+def _little(dtype: np.dtype) -> np.dtype:
+    """``dtype`` in little-endian byte order (a byte-swapped array holds the same values)."""
+    return dtype.newbyteorder("<")
+
+
+def _strict_values(array: Array) -> np.ndarray:
+    """The values of a peer's ``array`` exactly as its bytes encode them: ``.npy`` version 1 or
+    2 only, no objects, no bytes missing or left over (ValueError/TypeError otherwise)."""
+    if array.stype != "numpy.ndarray":
+        raise TypeError(f"serialization {array.stype!r} is not numpy.ndarray")
+    data = array.data
+    stream = io.BytesIO(data)
+    version = npy.read_magic(stream)
+    if version not in {(1, 0), (2, 0)}:
+        raise ValueError(f".npy version {version} is not accepted")
+    read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+    shape, fortran, dtype = read(stream)
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+        raise ValueError(f"dtype {dtype} is not a plain numeric dtype")
+    count = int(np.prod(shape, dtype=np.int64))
+    if len(data) - stream.tell() != count * dtype.itemsize:
+        raise ValueError(f"{len(data) - stream.tell()} data bytes for {count} x {dtype}")
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=stream.tell())
+    return flat.reshape(shape, order="F" if fortran else "C")

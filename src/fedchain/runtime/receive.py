@@ -3,8 +3,10 @@
 The ledger says who answered a task and with which update hash; the selection policy picks from
 that metadata alone, the selection is recorded, and only the selected updates cross the data
 plane (the seed's communication saving). The data plane checks each upload against its ledger
-hash; the reply must then answer this very task and its arrays must fit the model sent (G9)
-before a strategy sees it. A refusal is recorded with its reason, a missing upload as a dropout.
+hash; the reply must then answer this very task, hold what its task type requires and agree
+with the org's ``update`` record (:mod:`fedchain.runtime.replies`), its arrays must fit the
+model sent (G9), and the replies of one task must agree with each other, before a strategy sees
+any of them. A refusal is recorded with its reason, a missing upload as a dropout.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ from fedchain.errors import (
     UpdateRejected,
 )
 from fedchain.ledger import Ledger
-from fedchain.runtime.arrays import validate_reply_arrays
 from fedchain.runtime.messages import AGGREGATOR_NODE_ID, decode_payload, with_metadata
 from fedchain.runtime.nodes import NodeMap
+from fedchain.runtime.replies import check_content, inconsistent, reply_shape, task_kind
 from fedchain.runtime.retry import retry_unavailable
 from fedchain.runtime.rounds import RoundLog, TaskInfo
 from fedchain.runtime.selection import Announcement, SelectionPolicy
@@ -170,6 +172,7 @@ class Receiver:
         deadline = time.monotonic() + self.settings.upload_grace_s
         for org, future in futures.items():
             self._receive(info, org, future, deadline, rlog)
+        self._refuse_inconsistent(info, rlog)
         for digest in info.payloads:
             self.dataplane.withdraw(digest)
 
@@ -207,7 +210,7 @@ class Receiver:
         sent = self.sent[mid]
         try:
             data = future.result(timeout=max(deadline - time.monotonic(), 0.0))
-            reply = checked_reply(org, mid, sent, data)
+            reply = checked_reply(org, mid, sent, data, info.announced[org])
         except (UpdateRejected, PayloadTooLarge, HashMismatch) as exc:  # refused, with a reason
             reason = exc.reason if isinstance(exc, UpdateRejected) else str(exc)
             rlog.rejected[org] = reason
@@ -225,6 +228,22 @@ class Receiver:
             rlog.aggregated[org] = str(info.announced[org]["update_sha256"])
         self.replies[mid] = self._addressed(reply, mid, sent)
         self._events("received", {"round": info.round, "org": org, "bytes": len(data)})
+
+    def _refuse_inconsistent(self, info: TaskInfo, rlog: RoundLog) -> None:
+        """Refuse the received train/evaluate replies of ``info`` whose records or metric keys
+        differ from the others' (Flower's strategies would refuse the whole round)."""
+        shapes = {}
+        for org, mid in info.recipients.items():
+            reply = self.replies.get(mid)
+            sent = self.sent[mid]
+            kind = task_kind(sent.message.metadata.message_type, sent.message.content)
+            if reply is not None and not reply.has_error() and kind in {"train", "evaluate"}:
+                shapes[org] = reply_shape(reply.content)
+        for org, reason in inconsistent(shapes, self.ledger.org).items():
+            del self.replies[info.recipients[org]]
+            rlog.aggregated.pop(org, None)
+            rlog.rejected[org] = reason
+            self._events("rejected", {"round": info.round, "org": org, "reason": reason})
 
     def _addressed(self, reply: Message, mid: str, sent: Sent) -> Message:
         """``reply`` with the metadata of an answer to ``sent`` (as Flower's own grid sets it)."""
@@ -248,13 +267,18 @@ class Receiver:
         )
 
 
-def checked_reply(org: str, mid: str, sent: Sent, data: bytearray) -> Message:
+def checked_reply(
+    org: str, mid: str, sent: Sent, data: bytearray, announced: dict[str, Any]
+) -> Message:
     """Decode ``data`` as ``org``'s reply to message ``mid``; refuse a reply to another task
-    (a replay) and arrays that do not fit the model sent (G9)."""
+    (a replay), one that lacks or adds records its task type requires or forbids, whose
+    ``num-examples`` or metrics are not what ``announced`` (its ``update`` record) says, and
+    arrays that do not fit the model sent (G9)."""
     reply = decode_payload(data)
     if reply.metadata.reply_to_message_id != mid:
         raise UpdateRejected(org, "reply does not answer this task (replayed?)")
-    if sent.arrays is not None and not reply.has_error():
-        for got in reply.content.array_records.values():
-            validate_reply_arrays(org, sent.arrays, got)
+    if reply.has_error():  # only ``ok`` announcements are fetched
+        raise UpdateRejected(org, "announced as ok, the reply is an error")
+    kind = task_kind(sent.message.metadata.message_type, sent.message.content)
+    check_content(org, kind, reply.content, sent.arrays, announced)
     return reply
