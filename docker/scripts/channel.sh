@@ -18,7 +18,7 @@ source "$FABRIC_NETWORK_DIR/scripts/channel.sh"
 # shellcheck source=../../fabric-network/scripts/chaincode.sh
 source "$FABRIC_NETWORK_DIR/scripts/chaincode.sh"
 
-require_fabric_bins peer configtxgen osnadmin
+require_fabric_bins peer configtxgen osnadmin discover
 
 # The containers have started, but their nodes may still be initializing.
 log "waiting for the orderer and the peers"
@@ -30,4 +30,7 @@ done
 
 create_channel
 deploy_definition
+# Ready only when every peer's discovery names every organization's peer as an endorser, so
+# the aggregator's first publish does not meet "no peer combination can satisfy the policy".
+wait_endorsers
 log "channel $CHANNEL is ready; chaincode package id $(package_id)"
