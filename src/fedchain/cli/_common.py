@@ -8,7 +8,9 @@ see a traceback for a problem they can fix.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -18,13 +20,29 @@ from rich.console import Console
 from fedchain.errors import ConfigError, FedchainError
 from fedchain.signals import Terminated, raise_on_sigterm
 
-__all__ = ["console", "fail", "password_from_env", "run_cli", "split_csv"]
+__all__ = ["configure_logging", "console", "fail", "password_from_env", "run_cli", "split_csv"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 #: Human output (tables, summaries) goes to stdout through rich.
 console = Console(highlight=False)
+
+
+def configure_logging(verbose: bool) -> None:
+    """Log at INFO with ``-v``, else WARNING, and print Flower's log once.
+
+    Flower's ``flwr`` logger has its own console handler (INFO, or ``FLWR_LOG_LEVEL``) and also
+    propagates to the root logger, so with a root handler every Flower line came out twice,
+    once with ANSI colours. Flower's lines now go through its own handler only, coloured only
+    when stderr is a terminal (not in a log file).
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    from flwr.common.logger import update_console_handler
+
+    logging.getLogger("flwr").propagate = False
+    if not sys.stderr.isatty():
+        update_console_handler(colored=False)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
