@@ -3,7 +3,8 @@
 # Compose service "channel" (hyperledger/fabric-tools image), run once the orderer and the peers
 # have started: the channel's genesis block, the orderer and every peer joining it, and the
 # chaincode package installed, approved and committed (its package id goes to
-# /shared/chaincode/package_id for the chaincode service). The same code as
+# /shared/chaincode/package_id for the chaincode service); it completes only once every peer's
+# discovery names every organization's peer as an endorser. The same code as
 # `fabric-network/network.sh up`; every step skips what is already done.
 set -euo pipefail
 

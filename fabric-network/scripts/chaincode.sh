@@ -217,7 +217,8 @@ wait_endorsers() {
             done
         done
     done
-    local took=$(($(now_ms) - started))
+    local took
+    took=$(($(now_ms) - started))
     log "discovery: every peer names the peers of all ${#ORG_LIST[@]} organizations as endorsers" \
         "of ${names[*]} (waited $((took / 1000)).$(printf '%03d' $((took % 1000))) s)"
 }
