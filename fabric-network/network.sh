@@ -5,7 +5,8 @@
 # the fedchain chaincode as a service. Nothing is downloaded; crypto comes from fedchain's PKI.
 #
 # Usage: fabric-network/network.sh COMMAND [ARGS]
-#   up                       everything below, in order; safe to run again
+#   up                       everything below, in order, then wait until every peer's discovery
+#                            names every organization's peer as an endorser; safe to run again
 #   down                     stop every process (by PID file); keep the work folder
 #   clean                    down, then delete the work folder
 #   crypto                   create the PKI and the peer/orderer identities (no Fabric needed)
@@ -18,7 +19,8 @@
 #   status                   show which processes run
 #
 # Environment: FEDCHAIN_FABRIC_WORK (work folder, default fabric-network/.work),
-# FEDCHAIN_FABRIC_PORT_BASE (moves every port by BASE - 7000), FEDCHAIN_FABRIC_<PORT VARIABLE>
+# FEDCHAIN_FABRIC_PORT_BASE (moves every port by BASE - 7000), FEDCHAIN_FABRIC_CONVERGE_TIMEOUT
+# (seconds up, start and define wait for discovery to name every endorser, default 120), FEDCHAIN_FABRIC_<PORT VARIABLE>
 # (one port or port list of topology.env), FEDCHAIN_CCAAS_BUILDER (fedchain | fabric | a
 # builder folder), FABRIC_LOGGING_SPEC.
 # See docs/fabric.md, "Running a network".
@@ -57,7 +59,7 @@ init_work_dir() {
 }
 
 cmd_up() {
-    require_fabric_bins peer orderer configtxgen osnadmin
+    require_fabric_bins peer orderer configtxgen osnadmin discover
     check_fabric_version
     require_bins node tar
     cmd_crypto
@@ -80,6 +82,7 @@ cmd_deploy() {
     deploy_definition
     start_chaincode_server
     wait_chaincode_ready
+    wait_endorsers
 }
 
 # cmd_start: (re)start what is not running (after `down`, or a node that died), nothing else.
@@ -88,12 +91,14 @@ cmd_start() {
     require_fabric_bins peer orderer
     start_nodes
     start_chaincode_server
+    wait_endorsers
 }
 
 cmd_define() {
     require_fabric_bins peer
     [[ -f $CC_DIR/package_id ]] || die "no chaincode deployed in $WORK_DIR: run 'up' first"
     define_names "$@"
+    wait_endorsers "$@"
 }
 
 cmd_channel() {

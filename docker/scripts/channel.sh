@@ -3,7 +3,8 @@
 # Compose service "channel" (hyperledger/fabric-tools image), run once the orderer and the peers
 # have started: the channel's genesis block, the orderer and every peer joining it, and the
 # chaincode package installed, approved and committed (its package id goes to
-# /shared/chaincode/package_id for the chaincode service). The same code as
+# /shared/chaincode/package_id for the chaincode service); it completes only once every peer's
+# discovery names every organization's peer as an endorser. The same code as
 # `fabric-network/network.sh up`; every step skips what is already done.
 set -euo pipefail
 
@@ -18,7 +19,7 @@ source "$FABRIC_NETWORK_DIR/scripts/channel.sh"
 # shellcheck source=../../fabric-network/scripts/chaincode.sh
 source "$FABRIC_NETWORK_DIR/scripts/chaincode.sh"
 
-require_fabric_bins peer configtxgen osnadmin
+require_fabric_bins peer configtxgen osnadmin discover
 
 # The containers have started, but their nodes may still be initializing.
 log "waiting for the orderer and the peers"
@@ -30,4 +31,7 @@ done
 
 create_channel
 deploy_definition
+# Ready only when every peer's discovery names every organization's peer as an endorser, so
+# the aggregator's first publish does not meet "no peer combination can satisfy the policy".
+wait_endorsers
 log "channel $CHANNEL is ready; chaincode package id $(package_id)"

@@ -140,6 +140,89 @@ wait_chaincode_ready() {
     log "the chaincode answers on every peer"
 }
 
+# Discovery convergence. A peer's Gateway plans an endorsement from what its discovery service
+# knows, and that knowledge comes from gossip: just after the peers join, or after one restarts,
+# a peer may not yet know the others (membership formed 5-35 s after the joins in compose runs),
+# and its Gateway refuses with FAILED_PRECONDITION "no peer combination can satisfy the
+# endorsement policy". So bring-up is ready only once every organization's peer names every
+# organization's peer as an endorser of the chaincode (Fabric's `discover` CLI, as that
+# organization's admin, over TLS). Bounded by FEDCHAIN_FABRIC_CONVERGE_TIMEOUT (seconds, 120).
+
+# first_file DIR: the first regular file in DIR (an MSP's signcerts/ or keystore/).
+first_file() {
+    local file
+    for file in "$1"/*; do
+        if [[ -f $file ]]; then
+            echo "$file"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# discover_endorsers ORG NAME: what ORG's peer's discovery service answers for the endorsers of
+# chaincode NAME on the channel (JSON, or the error), asked as ORG's admin.
+discover_endorsers() {
+    local org=$1 name=$2 cert key
+    use_org_admin "$org"
+    cert=$(first_file "$CORE_PEER_MSPCONFIGPATH/signcerts") || die "no certificate in $CORE_PEER_MSPCONFIGPATH/signcerts"
+    key=$(first_file "$CORE_PEER_MSPCONFIGPATH/keystore") || die "no key in $CORE_PEER_MSPCONFIGPATH/keystore"
+    discover --peerTLSCA "$CORE_PEER_TLS_ROOTCERT_FILE" --userCert "$cert" --userKey "$key" \
+        --MSP "$org" endorsers --channel "$CHANNEL" --chaincode "$name" \
+        --server "$CORE_PEER_ADDRESS" 2>&1
+}
+
+# endorser_orgs OUTPUT: the MSP ids of the endorsers in a `discover endorsers` answer, sorted.
+endorser_orgs() {
+    sed -n 's/^[[:space:]]*"MSPID":[[:space:]]*"\([^"]*\)".*/\1/p' <<<"$1" | sort -u | tr '\n' ' '
+}
+
+# now_ms: wall-clock milliseconds (for bounded waits and for reporting what a wait cost).
+now_ms() { date +%s%3N; }
+
+# wait_endorsers [NAME...]: until every organization's peer names every organization's peer as
+# an endorser of each chaincode NAME (default: the network's chaincode); die naming the peer,
+# the chaincode and the missing organizations when FEDCHAIN_FABRIC_CONVERGE_TIMEOUT runs out.
+wait_endorsers() {
+    local timeout=${FEDCHAIN_FABRIC_CONVERGE_TIMEOUT:-120} started deadline
+    local names=("$@") name org want have answer member missing
+    ((${#names[@]})) || names=("$CHAINCODE_NAME")
+    [[ $timeout =~ ^[0-9]+$ ]] ||
+        die "FEDCHAIN_FABRIC_CONVERGE_TIMEOUT must be a number of seconds, not '$timeout'"
+    require_fabric_bins discover
+    started=$(now_ms)
+    deadline=$((started + timeout * 1000))
+    want=$(printf '%s\n' "${ORG_LIST[@]}" | sort -u | tr '\n' ' ')
+    for name in "${names[@]}"; do
+        for org in "${ORG_LIST[@]}"; do
+            while :; do
+                answer=$(discover_endorsers "$org" "$name") || true
+                have=$(endorser_orgs "$answer")
+                [[ $have == "$want" ]] && break
+                if (($(now_ms) >= deadline)); then
+                    missing=""
+                    for member in "${ORG_LIST[@]}"; do
+                        [[ " $have" == *" $member "* ]] || missing+="$(peer_id "$member") "
+                    done
+                    die "the network did not converge within $timeout s: discovery on" \
+                        "$(peer_id "$org") does not name ${missing% } as an endorser of chaincode" \
+                        "$name on channel $CHANNEL (it names the peers of: ${have:-no organization};" \
+                        "its last answer: $(tail -n 1 <<<"$answer")). Check that each of them runs," \
+                        "has joined $CHANNEL and has the chaincode installed, and that the peers" \
+                        "reach each other's gossip endpoints (CORE_PEER_GOSSIP_EXTERNALENDPOINT, the" \
+                        "anchor peers in configtx.yaml); see the peers' logs." \
+                        "FEDCHAIN_FABRIC_CONVERGE_TIMEOUT sets the wait."
+                fi
+                sleep 0.5
+            done
+        done
+    done
+    local took
+    took=$(($(now_ms) - started))
+    log "discovery: every peer names the peers of all ${#ORG_LIST[@]} organizations as endorsers" \
+        "of ${names[*]} (waited $((took / 1000)).$(printf '%03d' $((took % 1000))) s)"
+}
+
 # define_names NAME...: the chaincode definition, with the deployed package, committed under
 # each new NAME as well: every name is its own namespace (an empty world state) served by the
 # same chaincode server. For tests that need an empty ledger on a running network; the

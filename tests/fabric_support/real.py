@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NETWORK_SH = ROOT / "fabric-network" / "network.sh"
 ENV_NETWORK = "FEDCHAIN_FABRIC_NETWORK"
 ENV_REQUIRE = "FEDCHAIN_REQUIRE_FABRIC"
-FABRIC_BINS = ("peer", "orderer", "configtxgen", "osnadmin")
+FABRIC_BINS = ("peer", "orderer", "configtxgen", "osnadmin", "discover")
 #: network.sh's ports span BASE+50 .. BASE+2999.
 PORT_SPAN = range(50, 3000)
 NAMESPACE_BATCH = 8

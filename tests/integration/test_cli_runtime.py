@@ -145,3 +145,25 @@ def test_a_ledger_kept_across_runs_serves_the_next_run(deployment: Deployment) -
         rounds = closes(dep.ledger, run_id)
         assert sorted(rounds) == [1, 2]
         assert all(len(r["aggregated"]) == 3 for r in rounds.values())
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_flower_s_log_is_printed_once_without_colours_in_a_pipe(
+    deployment: Deployment, verbose: bool
+) -> None:
+    """Flower's ``flwr`` logger has its own console handler and propagated to the root
+    logger's too, so every Flower line reached the aggregator's stderr twice (once with ANSI
+    colours). Now each comes once, without colours when stderr is not a terminal, with and
+    without ``-v``."""
+    extra = ("-v",) if verbose else ()
+    agg, clients, _ = deployment.start(dict.fromkeys(("org1", "org2", "org3")), rounds=1,
+                                       extra=extra)  # fmt: skip
+    agg.expect_exit(0)
+    for proc in clients.values():
+        proc.expect_exit(0)
+    lines = agg.stderr_text().splitlines()
+    starting = [line for line in lines if "Starting LedgerStrategy strategy" in line]
+    assert len(starting) == 1, lines[:20]
+    assert starting[0].startswith("INFO ")
+    assert not [line for line in lines if line.startswith("INFO:flwr:")]
+    assert "\x1b[" not in agg.stderr_text()

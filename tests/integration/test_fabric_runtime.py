@@ -184,6 +184,38 @@ def test_audit_config_replays_the_fabric_channel(tomls: Path, demo: Summary) -> 
     assert [r["model_sha256"] for r in ours] == [r["model_sha256"] for r in demo["rounds"]]
 
 
+def test_audit_config_checks_the_model_files_and_fails_on_an_altered_one(
+    tomls: Path, demo: Summary, tmp_path: Path
+) -> None:
+    """``audit --config --models`` on the Fabric channel checks the model files against the
+    hashes the channel records: the demo's models verify; one with a byte appended fails the
+    audit, naming the file."""
+    models = Path(demo["workdir"]) / "models"
+    result = fedchain("audit", "--config", tomls / "org2.toml", "--models", models, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    assert report["models"]["mismatched"] == []
+    ours = {r["model_sha256"] for r in demo["rounds"]}
+    assert ours <= set(report["models"]["verified"])
+
+    altered = tmp_path / "models"
+    altered.mkdir()
+    for model in models.iterdir():
+        (altered / model.name).write_bytes(model.read_bytes())
+    victim = altered / f"{demo['rounds'][-1]['model_sha256']}.bin"
+    with victim.open("ab") as fh:
+        fh.write(b"\0")
+    result = fedchain("audit", "--config", tomls / "org3.toml", "--models", altered)
+    assert result.returncode == 1
+    assert f"differ from their ledger hash: {victim.name}" in result.stderr, result.stderr
+    as_json = fedchain("audit", "--config", tomls / "org3.toml", "--models", altered, "--json")
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is False
+    assert report["models"]["mismatched"] == [victim.name.removesuffix(".bin")]
+
+
 def test_ledger_show_config_lists_the_channel_records(tomls: Path, demo: Summary) -> None:
     shown = fedchain("ledger", "show", "--config", tomls / "org3.toml", "--run", demo["run"],
                      "--kind", "close", "--json")  # fmt: skip

@@ -166,3 +166,35 @@ def test_a_channel_the_peer_does_not_have_is_not_transient() -> None:
     assert info.value is unknown
     assert slept == []
     assert is_transient(GatewayError("connection refused", code="UNAVAILABLE"))
+
+
+def test_an_endorsement_policy_still_unsatisfiable_after_the_backoff_says_so_plainly() -> None:
+    """When the peers never become enough (a majority down, gossip that cannot reach the
+    others), the user's last word says the endorsement policy cannot be satisfied yet, names the
+    gateway and what to check, not just 'unavailable'."""
+    warming = EndorseError(
+        "no combination of peers can be derived which satisfy the endorsement policy: "
+        "no peer combination can satisfy the endorsement policy", code="FAILED_PRECONDITION",
+    )  # fmt: skip
+    slept: list[float] = []
+    backoff = Backoff(attempts=3, initial=1.0)
+    with pytest.raises(LedgerUnavailable) as info:
+        retrying(lambda: (_ for _ in ()).throw(warming), "endorse", backoff, slept.append,
+                 gateway="127.0.0.1:7051")  # fmt: skip
+    message = str(info.value)
+    assert info.value.retried
+    assert slept == [1.0, 2.0]
+    assert message.startswith(
+        "endorse: the peers cannot yet satisfy the endorsement policy: the gateway at "
+        "127.0.0.1:7051 "
+    ), message
+    assert "after 3 attempts over 3 s" in message
+    assert "majority of the organizations' peers are running" in message
+    assert "gossip endpoints" in message
+    down = GatewayError("connection reset", code="UNAVAILABLE")
+    with pytest.raises(LedgerUnavailable) as other:
+        retrying(lambda: (_ for _ in ()).throw(down), "submit", Backoff(attempts=2),
+                 slept.append, gateway="127.0.0.1:7051")  # fmt: skip
+    assert str(other.value).startswith(
+        "submit: Fabric gateway at 127.0.0.1:7051 unavailable after 2 attempts"
+    )

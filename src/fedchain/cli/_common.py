@@ -8,7 +8,9 @@ see a traceback for a problem they can fix.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import sys
 from collections.abc import Callable
 from importlib import metadata
 from typing import Annotated, ParamSpec, TypeVar
@@ -21,6 +23,7 @@ from fedchain.signals import Terminated, raise_on_sigterm
 
 __all__ = [
     "VersionOption",
+    "configure_logging",
     "console",
     "fail",
     "package_version",
@@ -34,6 +37,22 @@ R = TypeVar("R")
 
 #: Human output (tables, summaries) goes to stdout through rich.
 console = Console(highlight=False)
+
+
+def configure_logging(verbose: bool) -> None:
+    """Log at INFO with ``-v``, else WARNING, and print Flower's log once.
+
+    Flower's ``flwr`` logger has its own console handler (INFO, or ``FLWR_LOG_LEVEL``) and also
+    propagates to the root logger, so with a root handler every Flower line came out twice,
+    once with ANSI colours. Flower's lines now go through its own handler only, coloured only
+    when stderr is a terminal (not in a log file).
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    from flwr.common.logger import update_console_handler
+
+    logging.getLogger("flwr").propagate = False
+    if not sys.stderr.isatty():
+        update_console_handler(colored=False)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

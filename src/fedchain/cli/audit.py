@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.table import Table
@@ -14,10 +14,10 @@ from fedchain.cli._common import console, fail, run_cli
 from fedchain.cli.options import load
 from fedchain.config import Settings
 from fedchain.errors import LedgerCorrupted
-from fedchain.ledger.audit import MODEL_SUFFIX, audit
-from fedchain.ledger.audit_report import AuditReport, RoundSummary
+from fedchain.ledger.audit import MODEL_SUFFIX, audit, check_models
+from fedchain.ledger.audit_report import AuditReport, ModelCheck, RoundSummary
 from fedchain.ledger.factory import open_for_reading
-from fedchain.ledger.replay import replay
+from fedchain.ledger.replay import replay_table
 from fedchain.pki import load_consortium
 
 __all__ = ["audit_command"]
@@ -47,7 +47,7 @@ def audit_command(
     if ledger is None:
         settings = load(config)
         if settings.ledger.backend != "embedded":
-            _replay_backend(settings, pki, as_json)
+            _replay_backend(settings, pki, as_json, models)
             return
         ledger = settings.ledger.path
     trusted = load_consortium(pki) if pki is not None else None
@@ -66,50 +66,64 @@ def audit_command(
     else:
         _print(report)
     if not report.ok and report.models is not None:
-        bad = ", ".join(f"{sha}{MODEL_SUFFIX}" for sha in report.models.mismatched)
-        raise fail(f"model files in {report.models.directory} differ from their ledger hash: {bad}")
+        _models_fail(report.models)
 
 
-def _replay_backend(settings: Settings, pki: Path | None, as_json: bool) -> None:
+def _replay_backend(
+    settings: Settings, pki: Path | None, as_json: bool, models: Path | None
+) -> None:
     """A ledger that is not a local file (Fabric): replay every record through the write
-    rules, reading it as this organization (Fabric itself protects blocks and endorsements)."""
+    rules, reading it as this organization (Fabric itself protects blocks and endorsements);
+    with ``models``, check the model files against the hashes the records name."""
     handle = open_for_reading(settings, pki)
     try:
         entries = handle.metadata_get()
     finally:
         handle.close()
     try:
-        rows = replay(entries)
+        table = replay_table(entries)
     except LedgerCorrupted as exc:
         if as_json:
             typer.echo(json.dumps({"ok": False, "seq": exc.seq, "error": exc.detail}, indent=2))
         raise
+    rows = table.rows()
+    checked = check_models(models, table.model_hashes) if models is not None else None
+    ok = checked is None or not checked.mismatched
     if as_json:
-        typer.echo(
-            json.dumps(
-                {"ok": True, "entries": len(entries), "rounds": [asdict(r) for r in rows]},
-                indent=2,
-                sort_keys=True,
-            )
-        )
-        return
-    table = Table(
-        "run",
-        "round",
-        "status",
-        "participants",
-        "num_examples",
-        "aggregated",
-        "dropouts",
-        "rejected",
-        "global model",
-        "metrics",
-        title=f"rounds recorded on {settings.ledger.backend}",
+        report: dict[str, object] = {
+            "ok": ok, "entries": len(entries), "rounds": [asdict(r) for r in rows],
+        }  # fmt: skip
+        if checked is not None:
+            report["models"] = asdict(checked)
+        typer.echo(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        table_out = Table(
+            "run", "round", "status", "participants", "num_examples", "aggregated", "dropouts",
+            "rejected", "global model", "metrics",
+            title=f"rounds recorded on {settings.ledger.backend}",
+        )  # fmt: skip
+        for row in rows:
+            table_out.add_row(*_cells(row))
+        console.print(table_out)
+        console.print(f"[green]write rules hold[/green] for all {len(entries)} records")
+        if checked is not None:
+            _print_models(checked)
+    if checked is not None and checked.mismatched:
+        _models_fail(checked)
+
+
+def _models_fail(checked: ModelCheck) -> NoReturn:
+    bad = ", ".join(f"{sha}{MODEL_SUFFIX}" for sha in checked.mismatched)
+    raise fail(f"model files in {checked.directory} differ from their ledger hash: {bad}")
+
+
+def _print_models(models: ModelCheck) -> None:
+    console.print(
+        f"models in {models.directory}: {len(models.verified)} verified, "
+        f"{len(models.missing)} missing, {len(models.mismatched)} altered"
     )
-    for row in rows:
-        table.add_row(*_cells(row))
-    console.print(table)
-    console.print(f"[green]write rules hold[/green] for all {len(entries)} records")
+    for sha in models.missing:
+        console.print(f"  [yellow]missing[/yellow] {sha}{MODEL_SUFFIX}")
 
 
 def _print(report: AuditReport) -> None:
@@ -126,14 +140,8 @@ def _print(report: AuditReport) -> None:
         f"signatures, certificates, write rules); consortium [bold]{report.consortium}[/bold], "
         f"aggregator {report.aggregator}, head {report.head_hash[:16]}…"
     )
-    models = report.models
-    if models is not None:
-        console.print(
-            f"models in {models.directory}: {len(models.verified)} verified, "
-            f"{len(models.missing)} missing, {len(models.mismatched)} altered"
-        )
-        for sha in models.missing:
-            console.print(f"  [yellow]missing[/yellow] {sha}{MODEL_SUFFIX}")
+    if report.models is not None:
+        _print_models(report.models)
 
 
 def _cells(row: RoundSummary) -> list[str]:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from fedchain.cli._common import VersionOption, password_from_env, run_cli
+from fedchain.cli._common import (
+    VersionOption,
+    configure_logging,
+    password_from_env,
+    run_cli,
+)
 from fedchain.cli.options import (
     ConfigOpt,
     InsecureDevOpt,
@@ -56,7 +60,7 @@ def client(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run an organization: follow the ledger, train locally, announce and send updates."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    configure_logging(verbose)
     options = client_options(
         load(config),
         org=org,

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from fedchain.cli._common import VersionOption, console, password_from_env, run_cli
+from fedchain.cli._common import (
+    VersionOption,
+    configure_logging,
+    console,
+    password_from_env,
+    run_cli,
+)
 from fedchain.cli.options import (
     ConfigOpt,
     InsecureDevOpt,
@@ -69,7 +74,7 @@ def server(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the aggregator: coordinate rounds on the ledger, move models over mTLS gRPC."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    configure_logging(verbose)
     options = server_options(
         load(config),
         app=app_ref,

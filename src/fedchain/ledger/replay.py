@@ -15,12 +15,18 @@ from fedchain.ledger.audit_report import RoundSummary, RoundTable
 from fedchain.ledger.base import Entry
 from fedchain.ledger.rules import LedgerState
 
-__all__ = ["replay"]
+__all__ = ["replay", "replay_table"]
 
 
 def replay(entries: Iterable[Entry]) -> list[RoundSummary]:
     """Re-check every write rule over ``entries``; the per-round table, or LedgerCorrupted
     naming the first entry the rules would have refused."""
+    return replay_table(entries).rows()
+
+
+def replay_table(entries: Iterable[Entry]) -> RoundTable:
+    """:func:`replay`, keeping the whole table (its ``model_hashes``: every global model the
+    records name, which an audit with model files checks)."""
     state, table = LedgerState(), RoundTable()
     for entry in sorted(entries, key=lambda e: e.seq):
         if entry.record.org != entry.signer:
@@ -32,4 +38,4 @@ def replay(entries: Iterable[Entry]) -> list[RoundSummary]:
         except RuleViolation as exc:
             raise LedgerCorrupted(entry.seq, f"write rule {exc.rule}: {exc.detail}") from exc
         table.add(entry.record)
-    return table.rows()
+    return table

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fedchain.errors import (
     CommitError,
@@ -41,6 +41,8 @@ from fedchain.ledger.fabric.follow import EventIndex, Follower, IndexedTx, Resum
 from fedchain.ledger.fabric.reach import CONNECT_TIMEOUT, ensure_reachable
 from fedchain.ledger.fabric.retry import Backoff, refusal, retrying, unknown_function
 from fedchain.ledger.records import Record, parse_record
+
+_T = TypeVar("_T")
 
 __all__ = ["FabricLedger"]
 
@@ -177,16 +179,20 @@ class FabricLedger:
 
     # -- publishing ------------------------------------------------------------------------
 
+    def _retrying(self, step: Callable[[], _T], what: str) -> _T:
+        """``step`` with this handle's backoff (see :func:`.retry.retrying`)."""
+        return retrying(step, what, self._backoff, self._sleep, gateway=self._gateway.endpoint)
+
     def _submit(self, payload: bytes) -> tuple[str, bytes | None]:
         """One transaction: (tx id, result), or (tx id, None) if it lost an MVCC race."""
         proposal = self._contract.new_proposal("metadataPublish", [payload])
         try:
-            transaction = retrying(proposal.endorse, "endorse", self._backoff, self._sleep)
+            transaction = self._retrying(proposal.endorse, "endorse")
         except EndorseError as exc:
             _raise_refusal(exc)
             raise
-        commit = retrying(transaction.submit, "submit", self._backoff, self._sleep)
-        status = retrying(commit.status, "commit status", self._backoff, self._sleep)
+        commit = self._retrying(transaction.submit, "submit")
+        status = self._retrying(commit.status, "commit status")
         if trace.isEnabledFor(logging.DEBUG):
             trace.debug("committed %s block=%d t=%.4f", status.tx_id[:12], status.block_number,
                         time.time())  # fmt: skip
@@ -204,7 +210,7 @@ class FabricLedger:
     def _evaluate(self, function: str, *arguments: str) -> Any:
         proposal = self._contract.new_proposal(function, arguments)
         try:
-            result = retrying(proposal.evaluate, function, self._backoff, self._sleep)
+            result = self._retrying(proposal.evaluate, function)
         except GatewayError as exc:
             _raise_refusal(exc)
             raise

@@ -64,8 +64,11 @@ def retrying(
     what: str,
     backoff: Backoff,
     sleep: Callable[[float], None] = time.sleep,
+    *,
+    gateway: str = "",
 ) -> T:
-    """Run ``step``; retry it on transient gateway errors; LedgerUnavailable when exhausted."""
+    """Run ``step``; retry it on transient gateway errors; LedgerUnavailable when exhausted
+    (``gateway``, the endpoint, only names the gateway in that message)."""
     delays = backoff.delays()
     while True:
         try:
@@ -75,18 +78,37 @@ def retrying(
                 raise
             delay = next(delays, None)
             if delay is None:
-                raise LedgerUnavailable(
-                    f"{what}: Fabric gateway unavailable after {backoff.attempts} attempts: {exc}",
-                    retried=True,
-                ) from exc
+                message = _exhausted(exc, what, backoff, gateway)
+                raise LedgerUnavailable(message, retried=True) from exc
             sleep(delay)
+
+
+def _exhausted(exc: GatewayError, what: str, backoff: Backoff, gateway: str) -> str:
+    """The message once the backoff is spent: for an endorsement policy that the peers still
+    cannot satisfy, say so in the user's terms and what to check (not the gateway's words)."""
+    at = f" at {gateway}" if gateway else ""
+    spent = f"{backoff.attempts} attempts over {sum(backoff.delays()):.0f} s"
+    if not _no_endorsers(exc):
+        return f"{what}: Fabric gateway{at} unavailable after {spent}: {exc}"
+    return (
+        f"{what}: the peers cannot yet satisfy the endorsement policy: the gateway{at} still "
+        f"knows too few peers with the chaincode (through discovery) to collect the "
+        f"endorsements the policy needs, after {spent}. Check that a majority of the "
+        f"organizations' peers are running, have joined the channel and have the chaincode "
+        f"installed, and that this peer reaches the others' gossip endpoints (anchor peers); "
+        f"the peer's log names the peers it knows. (gateway: {exc.detail})"
+    )
+
+
+def _no_endorsers(exc: GatewayError) -> bool:
+    return exc.code == "FAILED_PRECONDITION" and _NO_ENDORSERS in str(exc)
 
 
 def is_transient(exc: GatewayError) -> bool:
     """Whether retrying the same step later may succeed (see the module docstring)."""
     if exc.code in TRANSIENT:
         return _NO_CHANNEL not in str(exc)
-    return exc.code == "FAILED_PRECONDITION" and _NO_ENDORSERS in str(exc)
+    return _no_endorsers(exc)
 
 
 def refusal(error: GatewayError) -> LedgerError | None:
