@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -47,7 +48,9 @@ def test_every_console_script_tells_its_version(script: str) -> None:
 def test_a_port_in_use_is_one_line_without_grpc_s_own_log(
     consortium_dir: Path, tmp_path: Path
 ) -> None:
-    """gRPC's C core printed ``E1205 ... add_port.cc ...`` to stderr before our message."""
+    """gRPC's C core printed ``E1205 ... add_port.cc ...`` to stderr before our message. (The
+    user's environment, not this process's: importing Flower here sets GRPC_VERBOSITY.)"""
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -55,6 +58,6 @@ def test_a_port_in_use_is_one_line_without_grpc_s_own_log(
         result = subprocess.run(
             [str(BIN / "fedchain-server"), "--pki", str(consortium_dir), "--address", address,
              "--ledger", str(tmp_path / "l.sqlite"), "--rounds", "1"],
-            capture_output=True, text=True, timeout=120, check=False,
+            capture_output=True, text=True, timeout=120, check=False, env=env,
         )  # fmt: skip
     assert_one_line_error(result, f"cannot bind the data plane to {address}")
