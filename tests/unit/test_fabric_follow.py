@@ -26,7 +26,15 @@ from fedchain.ledger.fabric.follow import (
     parse_event_records,
     unpack_seq,
 )
-from fedchain.ledger.fabric.retry import Backoff, is_transient, retrying
+from fedchain.ledger.fabric.retry import (
+    LAG_DELAYS,
+    Backoff,
+    is_transient,
+    refusal,
+    refused_by_others_only,
+    retrying,
+    while_others_lag,
+)
 
 position = st.tuples(
     st.integers(0, 2**31 - 1), st.integers(0, 2**16 - 1), st.integers(0, 2**16 - 1)
@@ -198,3 +206,44 @@ def test_an_endorsement_policy_still_unsatisfiable_after_the_backoff_says_so_pla
     assert str(other.value).startswith(
         "submit: Fabric gateway at 127.0.0.1:7051 unavailable after 2 attempts"
     )
+
+
+def _refused_by(*msps: str) -> EndorseError:
+    message = "chaincode response 500, selection.not_announced: org1 announced no ok update"
+    return EndorseError(
+        "failed to endorse transaction, see attached details for more info", code="ABORTED",
+        details=tuple((f"peer0.{msp}:7051", msp, message) for msp in msps),
+    )  # fmt: skip
+
+
+def test_a_refusal_by_a_lagging_peer_of_another_org_is_endorsed_again() -> None:
+    """Peers commit a block milliseconds apart: another org's peer may refuse a selection of an
+    update it has not committed yet (seen in a real-network run). The writer's own peer, which
+    delivered the update, did not refuse: endorse again after a short wait."""
+    outcomes: list[Exception | str] = [_refused_by("org2"), _refused_by("org3"), "endorsed"]
+
+    def endorse() -> str:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    slept: list[float] = []
+    assert while_others_lag(endorse, "org1", slept.append) == "endorsed"
+    assert slept == list(LAG_DELAYS[:2])
+
+
+def test_a_refusal_by_the_writer_s_own_peer_or_a_persisting_one_is_final() -> None:
+    slept: list[float] = []
+    own = _refused_by("org1", "org2")
+    with pytest.raises(EndorseError) as info:
+        while_others_lag(lambda: (_ for _ in ()).throw(own), "org1", slept.append)
+    assert info.value is own
+    assert slept == []  # the writer's own peer refused: no lag to wait out
+    assert refusal(own) is not None
+    lagging = _refused_by("org2")
+    with pytest.raises(EndorseError):
+        while_others_lag(lambda: (_ for _ in ()).throw(lagging), "org1", slept.append)
+    assert slept == list(LAG_DELAYS)  # bounded: ~1.5 s in all
+    not_a_rule = EndorseError("peer down", code="UNAVAILABLE", details=(("p", "org2", "eof"),))
+    assert not refused_by_others_only(not_a_rule, "org1")

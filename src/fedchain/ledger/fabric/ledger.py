@@ -39,7 +39,13 @@ from fedchain.ledger.canonical import loads
 from fedchain.ledger.fabric.client import Contract, Gateway
 from fedchain.ledger.fabric.follow import EventIndex, Follower, IndexedTx, ResumeFile
 from fedchain.ledger.fabric.reach import CONNECT_TIMEOUT, ensure_reachable
-from fedchain.ledger.fabric.retry import Backoff, refusal, retrying, unknown_function
+from fedchain.ledger.fabric.retry import (
+    Backoff,
+    refusal,
+    retrying,
+    unknown_function,
+    while_others_lag,
+)
 from fedchain.ledger.records import Record, parse_record
 
 _T = TypeVar("_T")
@@ -187,7 +193,9 @@ class FabricLedger:
         """One transaction: (tx id, result), or (tx id, None) if it lost an MVCC race."""
         proposal = self._contract.new_proposal("metadataPublish", [payload])
         try:
-            transaction = self._retrying(proposal.endorse, "endorse")
+            transaction = while_others_lag(
+                lambda: self._retrying(proposal.endorse, "endorse"), self.org, self._sleep
+            )
         except EndorseError as exc:
             _raise_refusal(exc)
             raise

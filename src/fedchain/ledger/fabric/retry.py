@@ -25,7 +25,16 @@ from typing import Final, TypeVar
 
 from fedchain.errors import GatewayError, LedgerError, LedgerUnavailable, RecordError, RuleViolation
 
-__all__ = ["TRANSIENT", "Backoff", "is_transient", "refusal", "retrying"]
+__all__ = [
+    "LAG_DELAYS",
+    "TRANSIENT",
+    "Backoff",
+    "is_transient",
+    "refusal",
+    "refused_by_others_only",
+    "retrying",
+    "while_others_lag",
+]
 
 T = TypeVar("T")
 TRANSIENT: Final = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
@@ -109,6 +118,43 @@ def is_transient(exc: GatewayError) -> bool:
     if exc.code in TRANSIENT:
         return _NO_CHANNEL not in str(exc)
     return _no_endorsers(exc)
+
+
+#: Waits before endorsing again a proposal that only other organizations' peers refused.
+LAG_DELAYS: Final = (0.05, 0.1, 0.2, 0.4, 0.8)
+
+
+def refused_by_others_only(error: GatewayError, own_msp: str) -> bool:
+    """A rule refusal that only peers of other organizations gave.
+
+    The writer acts on what its own organization's peer delivered, so that peer has every
+    block the write depends on; another endorser may not have committed the newest block yet
+    (peers commit a block some milliseconds apart) and refuse, e.g., a selection of an update
+    it has not seen (``selection.not_announced``). Such a refusal is worth another try; one
+    the writer's own peer gave is final.
+    """
+    if refusal(error) is None:
+        return False
+    refusers = [msp for _, msp, message in error.details if _RULE.search(message)]
+    return bool(refusers) and own_msp not in refusers
+
+
+def while_others_lag(
+    endorse: Callable[[], T],
+    own_msp: str,
+    sleep: Callable[[float], None] = time.sleep,
+    delays: tuple[float, ...] = LAG_DELAYS,
+) -> T:
+    """``endorse()``, again after a short wait while only lagging peers refuse it."""
+    waits = iter(delays)
+    while True:
+        try:
+            return endorse()
+        except GatewayError as exc:
+            delay = next(waits, None)
+            if delay is None or not refused_by_others_only(exc, own_msp):
+                raise
+            sleep(delay)
 
 
 def refusal(error: GatewayError) -> LedgerError | None:
