@@ -119,14 +119,19 @@ class OrgBundle:
                    tls_cas={self.org: self.tlsca})  # distinct CAs  # fmt: skip
 
 
-def parse_bundle(data: bytes, where: str = "bundle") -> OrgBundle:
-    """An :class:`OrgBundle` from its JSON, checked (PKIError if malformed or inconsistent)."""
+def _document(data: bytes, where: str, fmt: str, what: str) -> dict[str, Any]:
+    """The JSON object in ``data`` whose ``format`` is ``fmt`` (PKIError otherwise)."""
     try:
         doc = json.loads(data)
     except ValueError as exc:
         raise PKIError(f"{where} is not JSON") from exc
-    if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
-        raise PKIError(f"{where} is not a fedchain organization bundle ({BUNDLE_FORMAT})")
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise PKIError(f"{where} is not a fedchain {what} ({fmt})")
+    return doc
+
+
+def _bundle(doc: Mapping[str, Any], where: str) -> OrgBundle:
+    """An :class:`OrgBundle` from its fields, checked."""
     org = doc.get("org")
     if not isinstance(org, str):
         raise PKIError(f"{where}: 'org' must be an organization id")
@@ -134,6 +139,11 @@ def parse_bundle(data: bytes, where: str = "bundle") -> OrgBundle:
                        _cert(doc, "admin", where))  # fmt: skip
     bundle.check()
     return bundle
+
+
+def parse_bundle(data: bytes, where: str = "bundle") -> OrgBundle:
+    """An :class:`OrgBundle` from its JSON, checked (PKIError if malformed or inconsistent)."""
+    return _bundle(_document(data, where, BUNDLE_FORMAT, "organization bundle"), where)
 
 
 def read_bundle(pki_dir: Path, org: str) -> OrgBundle:
@@ -262,12 +272,7 @@ def propose(
 
 def parse_definition(data: bytes, where: str = "definition") -> Definition:
     """A :class:`Definition` from its JSON (shape checked; signatures not verified)."""
-    try:
-        doc = json.loads(data)
-    except ValueError as exc:
-        raise PKIError(f"{where} is not JSON") from exc
-    if not isinstance(doc, dict) or doc.get("format") != DEFINITION_FORMAT:
-        raise PKIError(f"{where} is not a fedchain consortium definition ({DEFINITION_FORMAT})")
+    doc = _document(data, where, DEFINITION_FORMAT, "consortium definition")
     orgs, sigs = doc.get("orgs"), doc.get("signatures", {})
     ok = (
         isinstance(doc.get("name"), str) and isinstance(doc.get("aggregator"), str)
@@ -278,10 +283,7 @@ def parse_definition(data: bytes, where: str = "definition") -> Definition:
     )  # fmt: skip
     if not ok:
         raise PKIError(f"{where} is not a well-formed consortium definition")
-    bundles = tuple(
-        parse_bundle(json.dumps({"format": BUNDLE_FORMAT, **o}).encode(), f"{where} orgs")
-        for o in orgs or ()
-    )
+    bundles = tuple(_bundle(o, f"{where} orgs") for o in orgs or ())
     try:
         signatures = {k: base64.b64decode(v, validate=True) for k, v in sigs.items()}
     except ValueError as exc:
