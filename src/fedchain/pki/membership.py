@@ -14,11 +14,10 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from fedchain.errors import IdentityNotFoundError, PKIError
+from fedchain.errors import PKIError
 from fedchain.pki.ceremony import DEFINITION_FILE, Definition, parse_definition, read_bundle
 from fedchain.pki.consortium import Consortium
 from fedchain.pki.msp import load_cert, load_identity, write_msp
-from fedchain.pki.signing import sign
 
 __all__ = [
     "CONSORTIUM_JSON",
@@ -71,9 +70,7 @@ def sign_definition(
             )
     defn._check_shape()
     admin = load_identity(pki_dir / org / "users" / "admin", password=password)
-    if admin.key is None:  # pragma: no cover - load_identity requires the key
-        raise IdentityNotFoundError(f"no admin key for {org!r} in {pki_dir}")
-    return defn.with_signature(org, sign(admin.key, defn.payload()))
+    return defn.with_signature(org, admin.sign(defn.payload()))
 
 
 def read_definition(pki_dir: Path) -> Definition | None:

@@ -43,7 +43,12 @@ from fedchain.pki.certs import (
     validate_id,
 )
 from fedchain.pki.consortium import Consortium
-from fedchain.pki.membership import join_definition, read_definition, sign_definition
+from fedchain.pki.membership import (
+    CONSORTIUM_JSON,
+    join_definition,
+    read_definition,
+    sign_definition,
+)
 from fedchain.pki.msp import (
     REISSUE_HINT,
     identity_from_cert,
@@ -72,7 +77,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-CONSORTIUM_FILE = "consortium.json"
+CONSORTIUM_FILE = CONSORTIUM_JSON
 #: Identity name of the aggregator's server identity, under the aggregator org.
 AGGREGATOR_NAME = "aggregator"
 MAX_CLIENTS = 1000
