@@ -1,10 +1,12 @@
-"""SIGTERM as an exception, with critical sections it waits for.
+"""SIGTERM and SIGHUP as an exception, with critical sections it waits for.
 
-A command that starts child processes must stop them when it is stopped. Raising
-:class:`Terminated` (a ``KeyboardInterrupt``, so code that handles Ctrl-C handles it too) from the
-SIGTERM handler makes every ``finally`` run. But an exception raised in the middle of starting a
-child (after the fork, before ``Popen`` returns) loses the child: nobody holds its handle to stop
-it. Inside :func:`critical` the handler only notes the signal; it is raised when the section ends.
+A command that starts child processes must stop them when it is stopped, whichever way: ``kill``
+(SIGTERM), Ctrl-C (SIGINT, Python's ``KeyboardInterrupt``) or a closed terminal or ``kill -HUP``
+(SIGHUP). Raising :class:`Terminated` (a ``KeyboardInterrupt``, so code that handles Ctrl-C
+handles it too) from the handler makes every ``finally`` run. But an exception raised in the
+middle of starting a child (after the fork, before ``Popen`` returns) loses the child: nobody
+holds its handle to stop it. Inside :func:`critical` the handler only notes the signal; it is
+raised when the section ends.
 """
 
 from __future__ import annotations
@@ -15,38 +17,49 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["Terminated", "critical", "raise_on_sigterm"]
+__all__ = ["STOP_SIGNALS", "Terminated", "critical", "raise_on_termination"]
+
+#: The signals turned into :class:`Terminated` (SIGINT is Python's KeyboardInterrupt already).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class Terminated(KeyboardInterrupt):
-    """The process received SIGTERM."""
+    """The process received SIGTERM or SIGHUP (``signum`` says which)."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
 
 
 _state = threading.local()
 
 
-def _handler(_signum: int, _frame: FrameType | None) -> None:
+def _handler(signum: int, _frame: FrameType | None) -> None:
     if getattr(_state, "depth", 0):
-        _state.pending = True
+        _state.pending = signum
         return
-    raise Terminated
+    raise Terminated(signum)
 
 
-def raise_on_sigterm() -> None:
-    """Turn SIGTERM into :class:`Terminated` in the main thread, unless it is already handled."""
-    main = threading.current_thread() is threading.main_thread()
-    if main and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _handler)
+def raise_on_termination() -> None:
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` in the main thread, each unless it is
+    already handled or ignored (``nohup`` ignores SIGHUP: it stays ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, _handler)
 
 
 @contextmanager
 def critical() -> Iterator[None]:
-    """Hold a SIGTERM that arrives inside the block until the block has finished."""
+    """Hold a stop signal that arrives inside the block until the block has finished."""
     _state.depth = getattr(_state, "depth", 0) + 1
     try:
         yield
     finally:
         _state.depth -= 1
-        if not _state.depth and getattr(_state, "pending", False):
-            _state.pending = False
-            raise Terminated
+        pending = getattr(_state, "pending", None)
+        if not _state.depth and pending is not None:
+            _state.pending = None
+            raise Terminated(pending)

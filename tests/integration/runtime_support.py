@@ -25,8 +25,8 @@ from fedchain.ledger import Query, Record
 from fedchain.ledger.embedded import EmbeddedLedger
 
 __all__ = [
-    "ROOT", "TINY_CLIENT", "TINY_SERVER", "WAIT", "Deployment", "Proc", "by_org", "child_env",
-    "closes", "free_port", "records",
+    "ROOT", "STOPPED", "TINY_CLIENT", "TINY_SERVER", "WAIT", "Deployment", "Proc", "by_org",
+    "child_env", "closes", "free_port", "records",
 ]  # fmt: skip
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +36,12 @@ TINY_CLIENT = "tests.apps.tiny:client_app"
 #: Upper bound of any one wait: generous, the machine may be busy; a pass takes far less.
 WAIT = 90.0
 Event = dict[str, Any]
+#: How each stop signal ends a fedchain command: its exit code and its one stderr line.
+STOPPED = {
+    signal.SIGTERM: (143, "error: terminated"),
+    signal.SIGINT: (130, "error: interrupted"),
+    signal.SIGHUP: (129, "error: hung up (SIGHUP)"),
+}
 
 
 def child_env(**extra: str) -> dict[str, str]:

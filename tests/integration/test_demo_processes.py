@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.integration.runtime_support import STOPPED
 
 from fedchain.runtime.demo import _spawn
 
@@ -61,9 +62,11 @@ def _until(condition: Callable[[], bool], seconds: float) -> bool:
 
 
 @pytest.mark.slow
-def test_sigterm_to_the_demo_stops_its_organizations_too(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", list(STOPPED), ids=lambda s: signal.Signals(s).name)
+def test_a_stop_signal_to_the_demo_stops_its_processes_too(tmp_path: Path, signum: int) -> None:
     """``kill <demo pid>`` used to leave the three fedchain-client processes running (ppid 1),
-    retrying for minutes. SIGTERM now unwinds like Ctrl-C: the demo stops its children."""
+    retrying for minutes, and ``kill -HUP`` (a closed terminal) still did. Each stop signal
+    now unwinds like Ctrl-C: the demo stops its children, then exits with 128 + the signal."""
     demo = subprocess.Popen(
         [sys.executable, "-m", "fedchain.cli.main", "demo", "--rounds", "200",
          "--workdir", str(tmp_path / "demo"), "--json"],
@@ -72,10 +75,11 @@ def test_sigterm_to_the_demo_stops_its_organizations_too(tmp_path: Path) -> None
     try:
         assert _until(lambda: len(_children(demo.pid)) >= 4, 60), "server + 3 clients"
         children = _children(demo.pid)
-        demo.send_signal(signal.SIGTERM)
+        demo.send_signal(signum)
         _, err = demo.communicate(timeout=60)
-        assert demo.returncode == 143
-        assert err.strip().splitlines()[-1] == "error: terminated"
+        code, line = STOPPED[signum]
+        assert demo.returncode == code
+        assert err.strip().splitlines()[-1] == line
         assert _until(lambda: not any(_alive(pid) for pid in children), 30), [
             pid for pid in children if _alive(pid)
         ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from importlib import metadata
@@ -19,7 +20,7 @@ import typer
 from rich.console import Console
 
 from fedchain.errors import ConfigError, FedchainError
-from fedchain.signals import Terminated, raise_on_sigterm
+from fedchain.signals import Terminated, raise_on_termination
 
 __all__ = [
     "VersionOption",
@@ -64,17 +65,18 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def run_cli(fn: Callable[P, R]) -> Callable[P, R]:
     """Decorate a command so fedchain errors end it with one stderr line and exit code 1;
-    Ctrl-C and SIGTERM end it after its cleanup, with 130 and 143."""
+    Ctrl-C, SIGTERM and SIGHUP end it after its cleanup, with 130, 143 and 129."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        raise_on_sigterm()
+        raise_on_termination()
         try:
             return fn(*args, **kwargs)
         except FedchainError as exc:
             raise fail(str(exc) or type(exc).__name__) from None
-        except Terminated:
-            raise fail("terminated", 143) from None
+        except Terminated as exc:
+            said = "terminated" if exc.signum == signal.SIGTERM else "hung up (SIGHUP)"
+            raise fail(said, 128 + exc.signum) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
 
