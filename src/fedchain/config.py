@@ -4,11 +4,14 @@
 folder, applies environment overrides (``FEDCHAIN_LEDGER__PATH``,
 ``FEDCHAIN_LEDGER__FABRIC__CHANNEL``, ...; only names with a ``__`` after the prefix count, so
 unrelated ``FEDCHAIN_*`` variables are ignored), then validates everything at once. Every bad
-field is reported in one :class:`~fedchain.errors.ConfigError`, with its dotted path.
+field is reported in one :class:`~fedchain.errors.ConfigError`, with its dotted path, where
+it came from (a variable, or the file), a "did you mean" for a misspelt key, and what to use
+instead of a key fedchain does not take (:data:`NOT_SETTINGS`).
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -32,6 +35,7 @@ from fedchain.errors import ConfigError
 __all__ = [
     "DEFAULT_PKI",
     "ENV_PREFIX",
+    "NOT_SETTINGS",
     "ClientSettings",
     "FabricSettings",
     "LedgerSettings",
@@ -119,14 +123,12 @@ class TLSSettings(_Section):
     """mTLS options. ``insecure_dev`` turns TLS off and is meant for local debugging only."""
 
     insecure_dev: bool = False
-    ca_bundle: Path | None = None
 
 
 class ServerSettings(_Section):
     """The aggregator: where it listens, how many rounds, and which updates it selects."""
 
     address: Address = "127.0.0.1:9443"
-    hosts: list[str] = Field(default_factory=list)
     app: str | None = None
     rounds: Annotated[int, Field(ge=1)] = 3
     min_replies: Annotated[int, Field(ge=1)] = 1
@@ -163,6 +165,15 @@ class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     client: ClientSettings = Field(default_factory=ClientSettings)
     run_config: dict[str, ConfigValue] = Field(default_factory=dict)
+
+
+#: Keys that look like settings but are not, and what does their job instead.
+NOT_SETTINGS = {
+    "server.hosts": "the aggregator's host names go into its TLS certificate when it is issued "
+    "(fedchain pki org init --aggregator --hosts NAMES)",
+    "tls.ca_bundle": "the data plane trusts exactly the TLS CAs of the consortium folder; a "
+    "Fabric peer's TLS CA is ledger.fabric.tls_ca",
+}
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -220,17 +231,26 @@ def _env_value(model: type[BaseModel], name: str, raw: str) -> Any:
     return raw
 
 
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
-    """Merge ``FEDCHAIN_A__B[__C]`` variables into ``data``; return dotted key -> variable."""
+def _apply_env(
+    data: dict[str, Any], env: Mapping[str, str], created: dict[str, list[str]] | None = None
+) -> dict[str, str]:
+    """Merge ``FEDCHAIN_A__B[__C]`` variables into ``data``; return dotted key -> variable.
+
+    ``created`` collects, per section the file did not have (dotted path), the variables that
+    made it: a section made by one variable lacks the fields the file would have given it.
+    """
     sources: dict[str, str] = {}
+    made = created if created is not None else {}
     for var in sorted(env):
         if not var.upper().startswith(ENV_PREFIX) or "__" not in var[len(ENV_PREFIX) :]:
             continue
         keys = [k.lower() for k in var[len(ENV_PREFIX) :].split("__")]
         model: type[BaseModel] | None = Settings
         target = data
-        for key in keys[:-1]:
-            node = target.get(key)
+        for depth, key in enumerate(keys[:-1], start=1):
+            node, section = target.get(key), ".".join(keys[:depth])
+            if not isinstance(node, dict) or section in made:
+                made.setdefault(section, []).append(var)
             target[key] = node = node if isinstance(node, dict) else {}
             target = node
             model = _submodel(model, key) if model else None
@@ -247,13 +267,46 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def _format_errors(exc: ValidationError, sources: Mapping[str, str]) -> str:
+def _model_at(path: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The settings model of the section at ``path`` (None for a non-section)."""
+    model: type[BaseModel] | None = Settings
+    for key in path:
+        model = _submodel(model, str(key)) if model is not None else None
+    return model
+
+
+def _hint(err: Any, loc: str, created: Mapping[str, list[str]]) -> str:
+    """What to do about one error, beyond pydantic's message ("" when nothing to add)."""
+    path = tuple(err["loc"])
+    if err["type"] == "extra_forbidden":
+        if loc in NOT_SETTINGS:
+            return f"not a setting: {NOT_SETTINGS[loc]}"
+        model = _model_at(path[:-1])
+        close = difflib.get_close_matches(str(path[-1]), list(model.model_fields) if model else [])
+        return f"did you mean {'.'.join([*map(str, path[:-1]), close[0]])}?" if close else ""
+    section = _format_loc(path[:-1])
+    if err["type"] == "missing" and section in created:
+        made = ", ".join(created[section])
+        var = ENV_PREFIX + "__".join(str(p).upper() for p in path)
+        return (
+            f"the {section} section comes only from {made}; set {var} too, or write the "
+            "section in fedchain.toml"
+        )
+    return ""
+
+
+def _format_errors(
+    exc: ValidationError, sources: Mapping[str, str], created: Mapping[str, list[str]]
+) -> str:
     parts = []
     for err in exc.errors(include_url=False):
         loc = _format_loc(tuple(err["loc"]))
         where = next((v for k, v in sources.items() if loc == k or loc.startswith(k + ".")), None)
         msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" + (f" (from {where})" if where else ""))
+        hint = _hint(err, loc, created)
+        parts.append(
+            f"{loc}: {msg}" + (f" (from {where})" if where else "") + (f": {hint}" if hint else "")
+        )
     return "; ".join(parts)
 
 
@@ -276,9 +329,10 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
     if path is not None:
         data = _read_toml(path)
         _resolve_paths(data, Settings, path.absolute().parent)
-    sources = _apply_env(data, os.environ if env is None else env)
+    created: dict[str, list[str]] = {}
+    sources = _apply_env(data, os.environ if env is None else env, created)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         label = str(path) if path is not None else "configuration"
-        raise ConfigError(f"{label}: {_format_errors(exc, sources)}") from exc
+        raise ConfigError(f"{label}: {_format_errors(exc, sources, created)}") from exc

@@ -29,11 +29,10 @@ channel = "fl"
 msp_id = "org2"
 
 [tls]
-ca_bundle = "bundle.pem"
+insecure_dev = false
 
 [server]
 address = "0.0.0.0:9443"
-hosts = ["agg.example.org", "10.0.0.1"]
 rounds = 5
 min_replies = 2
 deadline_s = 30
@@ -75,8 +74,6 @@ def test_full_file_is_parsed_and_relative_paths_follow_the_file(tmp_path: Path) 
     assert fabric is not None
     assert fabric.tls_ca == Path("/etc/fabric/tlsca.pem")  # absolute stays as is
     assert (fabric.channel, fabric.chaincode, fabric.msp_id) == ("fl", "fedchain", "org2")
-    assert settings.tls.ca_bundle == tmp_path / "bundle.pem"
-    assert settings.server.hosts == ["agg.example.org", "10.0.0.1"]
     assert (settings.server.rounds, settings.server.k, settings.server.deadline_s) == (5, 2, 30.0)
     assert settings.client.app == "my_pkg.client:app"  # an import reference is not a path
     assert settings.client.node_config == {"partition-id": 1}
@@ -93,7 +90,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         "FEDCHAIN_SERVER__ROUNDS": "9",
         "FEDCHAIN_LEDGER__PATH": "elsewhere.sqlite",
         "FEDCHAIN_LEDGER__FABRIC__CHANNEL": "other",
-        "FEDCHAIN_SERVER__HOSTS": "h1, h2",
+        "FEDCHAIN_CLIENT__NODE_CONFIG": '{"data-path": "/data"}',
         "FEDCHAIN_TLS__INSECURE_DEV": "true",
         "FEDCHAIN_PASSWORD": "not a setting: no '__', ignored",
         "OTHER__THING": "ignored",
@@ -104,7 +101,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert settings.ledger.fabric is not None
     assert settings.ledger.fabric.channel == "other"
     assert settings.ledger.fabric.endpoint == "peer0.org2:7051"  # rest of the section kept
-    assert settings.server.hosts == ["h1", "h2"]
+    assert settings.client.node_config == {"data-path": "/data"}
     assert settings.tls.insecure_dev is True
 
 
@@ -149,9 +146,61 @@ def test_cross_field_rules(tmp_path: Path) -> None:
         load_settings(None, env={"FEDCHAIN_SERVER__SELECTION": "threshold"})
 
 
-def test_list_items_are_located_by_index(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"server\.hosts\[1\]: Input should be a valid string"):
-        load_settings(_write(tmp_path, '[server]\nhosts = ["a", 2]\n'), env={})
+@pytest.mark.parametrize(
+    ("text", "replacement"),
+    [
+        ('[server]\nhosts = ["agg.example.org"]\n', "fedchain pki org init --aggregator --hosts"),
+        ('[tls]\nca_bundle = "bundle.pem"\n', "trusts exactly the TLS CAs of the consortium"),
+    ],
+    ids=["server.hosts", "tls.ca_bundle"],
+)
+def test_keys_fedchain_never_read_are_refused_naming_what_to_use(
+    tmp_path: Path, text: str, replacement: str
+) -> None:
+    """``server.hosts`` and ``[tls] ca_bundle`` were accepted and silently ignored."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(_write(tmp_path, text), env={})
+    message = str(info.value)
+    assert "Extra inputs are not permitted: not a setting: " in message
+    assert replacement in message
+
+
+def test_a_misspelt_key_gets_a_did_you_mean(tmp_path: Path) -> None:
+    text = '[server]\nadress = "0.0.0.0:9443"\n[ledger]\nbusy_timeout = 3\n'
+    text += '[organisation]\nid = "o"\n'
+    with pytest.raises(ConfigError) as info:
+        load_settings(_write(tmp_path, text), env={"FEDCHAIN_CLIENT__SEVER": "a:1"})
+    message = str(info.value)
+    for expected in (
+        "server.adress: Extra inputs are not permitted: did you mean server.address?",
+        "ledger.busy_timeout: Extra inputs are not permitted: did you mean ledger.busy_timeout_s?",
+        "organisation: Extra inputs are not permitted: did you mean organization?",
+        "client.sever: Extra inputs are not permitted (from FEDCHAIN_CLIENT__SEVER): "
+        "did you mean client.server?",
+    ):
+        assert expected in message
+    with pytest.raises(ConfigError) as info:
+        load_settings(_write(tmp_path, "[server]\nzzz = 1\n"), env={})
+    assert str(info.value).endswith("server.zzz: Extra inputs are not permitted")
+
+
+def test_a_section_made_by_one_variable_names_it_and_what_else_it_needs() -> None:
+    """``FEDCHAIN_LEDGER__FABRIC__CHANNEL=ch2`` alone said only ``ledger.fabric.endpoint:
+    Field required``, without saying the section came from that variable."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env={"FEDCHAIN_LEDGER__FABRIC__CHANNEL": "ch2"})
+    assert str(info.value) == (
+        "configuration: ledger.fabric.endpoint: Field required: the ledger.fabric section comes "
+        "only from FEDCHAIN_LEDGER__FABRIC__CHANNEL; set FEDCHAIN_LEDGER__FABRIC__ENDPOINT too, "
+        "or write the section in fedchain.toml"
+    )
+
+
+def test_a_variable_completing_the_file_s_section_is_not_blamed(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[ledger.fabric]\nchannel = "c"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={"FEDCHAIN_LEDGER__FABRIC__CHAINCODE": "cc"})
+    assert str(info.value).endswith("ledger.fabric.endpoint: Field required")
 
 
 def test_missing_file_and_bad_toml_name_the_file(tmp_path: Path) -> None:
