@@ -132,14 +132,14 @@ class Proc:
             f"{name} {fields}",
         )
 
-    def wait_err(self, text: str, timeout: float = WAIT) -> str:
-        """The first stderr line containing ``text``."""
+    def wait_err(self, text: str, timeout: float = WAIT, count: int = 1) -> str:
+        """The ``count``-th stderr line containing ``text``."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                found = next((line for line in self.err if text in line), None)
-                if found is not None:
-                    return found
+                found = [line for line in self.err if text in line]
+                if len(found) >= count:
+                    return found[count - 1]
                 done = not any(r.is_alive() for r in self._readers)
                 remaining = deadline - time.monotonic()
                 if done or remaining <= 0:

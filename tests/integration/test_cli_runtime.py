@@ -84,6 +84,14 @@ def test_demo_json(tmp_path: Path) -> None:
     assert [r["round"] for r in last["rounds"]] == [1, 2]
     assert Path(last["plot"]).is_file()
     assert Path(last["ledger"]).is_file()
+    for org in ("org1", "org2", "org3"):  # each organization's log says what it did
+        events = [json.loads(line) for line in (workdir / "logs" / f"{org}.log").open()
+                  if line.startswith("{")]  # fmt: skip
+        states = [e["message"] for e in events if e["event"] == "state"]
+        assert states[1].startswith("attached to the aggregator at 127.0.0.1:"), states
+        assert states[-1] == f"run {last['run']} finished (2 rounds); exiting"
+        assert {"round 1: training", "round 2: training"} <= set(states)
+        assert [e["round"] for e in events if e["event"] == "closed"] == [1, 2]
 
 
 # -- input a user can fix: one line, exit 1 -----------------------------------------------------

@@ -295,8 +295,11 @@ def test_identities_that_do_not_belong_cannot_take_part(
             "--server", cheater.address, "--json"], None)  # fmt: skip
         assert "not a CA of consortium 'testnet'" in _one_error_line(foreign)
         assert "is of org2, not of org3" in _one_error_line(mislabeled)
-        line = outsider.wait_err("cannot attach to the aggregator")
-        assert "UNAVAILABLE" in line
+        refused = outsider.wait_event(
+            lambda e: e.get("state") == "waiting-aggregator" and "reason" in e
+        )
+        assert refused["reason"].startswith("UNAVAILABLE")
+        assert refused["message"].startswith(f"cannot reach the aggregator at {cheater.address}")
         assert "org9" not in cheater.plane.present()
         assert outsider.popen.poll() is None  # still trying, saying so, never let in
     finally:

@@ -52,3 +52,47 @@ def test_events_without_a_round_never_show_round_none(events: Events, shown: str
 def test_a_closed_round_advances_the_bar() -> None:
     assert "1/2" in final_line(ROUND_1)
     assert "0/2" in final_line(ROUND_1[:2])
+
+
+def client_output(events: Events) -> str:
+    out = io.StringIO()
+    with EventSink(as_json=False, rounds=None, label="org2",
+                   console=Console(file=out, width=200)) as sink:  # fmt: skip
+        for name, data in events:
+            sink(name, data)
+    return out.getvalue()
+
+
+def state(name: str, message: str) -> tuple[str, dict[str, Any]]:
+    return ("state", {"state": name, "message": message})
+
+
+def test_a_client_prints_each_change_of_state_and_ends_with_a_full_bar() -> None:
+    """A client's bar stayed at "0/1" after its run finished, and it said nothing else."""
+    out = client_output([
+        state("waiting-aggregator", "waiting for the aggregator at 127.0.0.1:9443"),
+        state("attached", "attached to the aggregator at 127.0.0.1:9443"),
+        ("run", {"run": "r", "rounds": 2}),
+        state("training", "round 1: training"),
+        ("closed", {"run": "r", "round": 1}),
+        state("training", "round 2: training"),
+        ("closed", {"run": "r", "round": 2}),
+        state("finished", "run r finished (2 rounds); exiting"),
+    ])  # fmt: skip
+    lines = out.splitlines()
+    assert lines[:5] == [
+        "org2: waiting for the aggregator at 127.0.0.1:9443",
+        "org2: attached to the aggregator at 127.0.0.1:9443",
+        "org2: round 1: training",
+        "org2: round 2: training",
+        "org2: run r finished (2 rounds); exiting",
+    ]
+    assert "2/2" in lines[-1]
+    assert "0/1" not in out
+    assert "None" not in out
+
+
+def test_a_finished_run_of_unknown_length_still_ends_complete() -> None:
+    out = client_output([state("finished", "run r finished (3 rounds); exiting")])
+    assert "0/0" in out.splitlines()[-1]
+    assert "0/1" not in out

@@ -9,7 +9,13 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 __all__ = ["EventSink"]
 
@@ -17,8 +23,10 @@ __all__ = ["EventSink"]
 class EventSink:
     """Receives runtime events ``(name, data)``; shows them as a bar or as JSON lines.
 
-    ``rounds`` sizes the bar; ``label`` prefixes the description (the organization's name).
-    Thread-safe: the runtimes emit from their own threads.
+    ``rounds`` sizes the bar (None: unknown until a ``run`` event says); ``label`` prefixes the
+    description (the organization's name). A ``state`` event (a long-running process's change
+    of state) is printed as its own line above the bar. Thread-safe: the runtimes emit from
+    their own threads.
     """
 
     def __init__(
@@ -38,12 +46,12 @@ class EventSink:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
-                TextColumn("{task.completed}/{task.total}"),
+                MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 console=console or Console(stderr=True),
                 transient=False,
             )
-            self._bar = self._progress.add_task(f"{label}: waiting", total=rounds or 1)
+            self._bar = self._progress.add_task(f"{label}: waiting", total=rounds)
 
     def __enter__(self) -> EventSink:
         return self  # the bar starts with the first event: an early error stays one clean line
@@ -72,6 +80,11 @@ class EventSink:
         if not self._started:
             self._progress.start()
             self._started = True
+        if name == "state":
+            self._state(self._progress, data)
+            return
+        if name == "run" and isinstance(data.get("rounds"), int):
+            self._progress.update(self._bar, total=data["rounds"], completed=0)
         rnd = data.get("round")
         if isinstance(rnd, int) and not isinstance(rnd, bool):
             self._round = rnd  # events of the whole run (consortium, run...) keep the round
@@ -92,6 +105,16 @@ class EventSink:
         if name == "closed" and self._round is not None:
             self._progress.update(self._bar, completed=self._round)
             self._round_start = time.monotonic()
+
+    def _state(self, progress: Progress, data: dict[str, Any]) -> None:
+        """Print the change as a line; a finished run fills the bar (never left at 0/N)."""
+        line = f"{self.label}: {data.get('message', data.get('state'))}"
+        progress.console.print(line, soft_wrap=True, markup=False, highlight=False)
+        progress.update(self._bar, description=f"{self.label}: {data.get('state')}")
+        if data.get("state") in {"finished", "idle"}:
+            bar = next(task for task in progress.tasks if task.id == self._bar)
+            done = bar.total if bar.total is not None else bar.completed
+            progress.update(self._bar, total=done, completed=done)
 
 
 #: How each event reads on the progress line; an event not listed shows its own name.

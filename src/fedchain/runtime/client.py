@@ -37,6 +37,7 @@ from fedchain.runtime.messages import (
 )
 from fedchain.runtime.nodes import node_id
 from fedchain.runtime.retry import publish
+from fedchain.runtime.service import doing, say
 from fedchain.transport import DataPlaneClient
 from fedchain.transport.flower_codec import encode_message
 
@@ -62,6 +63,7 @@ class _RunView:
     config: dict[str, Any]
     closed: set[int] = field(default_factory=set)
     context: Context | None = None
+    joined: bool = False  # this organization has had a task of the run
 
 
 class ClientRuntime:
@@ -138,9 +140,21 @@ class ClientRuntime:
             view = self._runs[run]
             view.closed.add(int(record["round"]))
             self._drop_round(run, int(record["round"]))
+            if view.joined:
+                self._events("closed", {"run": run, "round": int(record["round"])})
             finished = bool(view.rounds) and max(view.closed) >= (view.rounds or 0)
-            if self.settings.exit_when_done and finished and (live or self.settings.run):
+            exiting = self.settings.exit_when_done and (live or bool(self.settings.run))
+            if finished and (view.joined or exiting):
+                self._say_finished(run, view, exiting)
+            if finished and exiting:
                 self.done.set()
+
+    def _say_finished(self, run: str, view: _RunView, exiting: bool) -> None:
+        took = f"run {run} finished ({view.rounds} rounds)"
+        if exiting:
+            say(self._events, "finished", f"{took}; exiting", run=run)
+        else:
+            say(self._events, "idle", f"{took}; idle until the next run", run=run)
 
     def _act(self, record: Record) -> None:
         if record.kind == "task":
@@ -162,6 +176,10 @@ class ClientRuntime:
 
     def _handle(self, task: Record, view: _RunView) -> None:
         run, rnd, task_id = str(task.run), int(task["round"]), str(task.task)
+        if not view.joined:
+            view.joined = True
+            self._events("run", {"run": run, "rounds": view.rounds})
+        say(self._events, "training", doing(str(task["type"]), rnd), round=rnd, run=run)
         self._events("task", {"round": rnd, "task": task_id, "type": task["type"]})
         try:
             message = self._fetch(task)

@@ -29,6 +29,7 @@ from fedchain.runtime.grid import GridSettings, LedgerGrid
 from fedchain.runtime.messages import run_number
 from fedchain.runtime.runs import app_sha256, resume_point
 from fedchain.runtime.selection import SelectionPolicy, take_all
+from fedchain.runtime.service import attach_reporter, say
 from fedchain.transport import DataPlaneClient, DataPlaneServer
 
 __all__ = ["ClientOptions", "ServerOptions", "participate", "serve"]
@@ -191,12 +192,13 @@ def participate(
     consortium = load_consortium(options.pki)
     identity = _client_identity(options, consortium)
     client_app = load_component(resolve_app(options.app, "clientapp"))
-    ledger = _wait_for_ledger(options.ledger, identity, consortium, stop)
+    ledger = _wait_for_ledger(options.ledger, identity, consortium, stop, events)
     dataplane = DataPlaneClient(
         options.server, identity, consortium, insecure_dev=options.insecure_dev
     )
     try:
-        with dataplane.attached():
+        say(events, "waiting-aggregator", f"waiting for the aggregator at {options.server}")
+        with dataplane.attached(attach_reporter(events, options.server)):
             runtime = ClientRuntime(
                 ledger,
                 dataplane,
@@ -236,17 +238,35 @@ def _wait_for_ledger(
     identity: Identity,
     consortium: Consortium,
     stop: threading.Event | None,
+    events: Events | None,
     timeout: float = 60.0,
 ) -> Ledger:
-    """Organizations may start before the aggregator has created the embedded ledger."""
+    """Organizations may start before the aggregator has created the embedded ledger file:
+    wait for a missing file (saying so at once), but report anything else at once: a file
+    that is not a ledger, of another consortium, or a folder that does not exist."""
     _check_ledger_path(settings)
-    deadline, delay = time.monotonic() + timeout, 0.05
+    path = Path(settings.path)
+    if settings.backend == "embedded" and not path.parent.is_dir():
+        raise ConfigError(f"no folder {path.parent} for the ledger file {path.name}")
+    deadline, delay, said, retried = time.monotonic() + timeout, 0.05, False, False
     while True:
         try:
             return open_ledger(settings, identity, consortium)
         except LedgerNotFound:
-            if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
+            there = path.exists()
+            if settings.backend != "embedded" or (there and retried):
                 raise
-            log.info("waiting for the ledger at %s", settings.path)
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            if there:  # maybe created this instant: open it once more, then any error stands
+                retried = True
+                continue
+            if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
+                raise LedgerNotFound(
+                    f"no ledger file at {path} after {timeout:g} s: is the aggregator "
+                    "running with this ledger file?"
+                ) from None
+        if not said:
+            said = True
+            say(events, "waiting-ledger", f"waiting for the ledger file {path} (the "
+                f"aggregator creates it); giving up after {timeout:g} s")  # fmt: skip
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)

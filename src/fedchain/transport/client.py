@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import grpc
@@ -36,7 +37,7 @@ from fedchain.transport.framing import (
     decode_header,
     iter_chunks,
 )
-from fedchain.transport.presence import AttachLoop
+from fedchain.transport.presence import AttachLoop, Report
 from fedchain.transport.status import error_from_rpc
 
 __all__ = ["DEFAULT_TIMEOUT", "DataPlaneClient"]
@@ -124,10 +125,12 @@ class DataPlaneClient:
         self.close()
 
     @contextmanager
-    def attached(self) -> Iterator[AttachLoop]:
-        """Stay attached (counted present by the aggregator) for the duration of the block."""
+    def attached(self, report: Report | None = None) -> Iterator[AttachLoop]:
+        """Stay attached (counted present by the aggregator) for the duration of the block;
+        ``report`` hears each change (see :class:`AttachLoop`), else it is logged."""
         request = PingRequest(self.identity.org).encode()
-        loop = AttachLoop(lambda: self._attach(request))
+        call = partial(self._attach, request)
+        loop = AttachLoop(call, report=report) if report else AttachLoop(call)
         loop.start()
         try:
             yield loop
