@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.integration.runtime_support import ROOT, WAIT, Deployment, Proc, child_env, closes
@@ -67,10 +68,30 @@ def test_pki_init_server_three_clients_then_audit(tmp_path: Path) -> None:
     assert "rounds recorded in" in out
     assert "ledger intact" in out
     assert "3 verified, 0 missing, 0 altered" in out  # the initial model and two rounds
-    rows = [line for line in out.splitlines() if "closed" in line and "org1, org2, org3" in line]
-    assert len(rows) == 2, out
+    rows = [line.split()[:4] for line in out.splitlines() if line.split()[1:2] == ["closed"]]
+    assert rows == [[str(n), "closed", "org1=10,", "org2=11,"] for n in (1, 2)], out
     for rnd in (1, 2):
-        assert rounds[rnd]["model_sha256"][:16] in out
+        assert rounds[rnd]["model_sha256"][:12] in out
+    for narrow in ({"COLUMNS": "80"}, {}):  # an 80-column terminal; a pipe (rich assumes 80)
+        env = {k: v for k, v in child_env().items() if k != "COLUMNS"} | narrow
+        shown = subprocess.run([str(BIN / "fedchain"), "audit", "--ledger", str(ledger)],
+                               capture_output=True, text=True, env=env, timeout=WAIT, check=True)
+        assert_readable(shown.stdout, rounds, 80)
+
+
+def assert_readable(out: str, rounds: dict[int, Any], width: int) -> None:
+    """Every line fits; no value is cut: the run id, each organization's count, each model
+    hash prefix and each metric appear whole (an audit at 80 columns showed only ``run-…``)."""
+    assert all(len(line) <= width for line in out.splitlines()), out
+    assert "…" not in out
+    words = out.replace(",", " ").split()
+    run = str(rounds[1].run)
+    assert f"run {run}: 2 rounds, 2 closed" in out
+    for record in rounds.values():
+        assert record["model_sha256"][:12] in words
+        for name, value in record["metrics"].items():
+            assert f"{name}={value:.4g}" in words, (name, out)
+    assert {"org1=10", "org2=11", "org3=12"} <= set(words), out
 
 
 def test_demo_json(tmp_path: Path) -> None:
@@ -92,6 +113,25 @@ def test_demo_json(tmp_path: Path) -> None:
         assert states[-1] == f"run {last['run']} finished (2 rounds); exiting"
         assert {"round 1: training", "round 2: training"} <= set(states)
         assert [e["round"] for e in events if e["event"] == "closed"] == [1, 2]
+
+
+def test_demo_secure_says_masked_where_the_counts_are_masked(tmp_path: Path) -> None:
+    """``demo --secure`` showed ``org1:0 org2:0 org3:0``: with secure aggregation the counts
+    travel masked, and the ledger's zeros mean nothing. The audit says so too."""
+    workdir = tmp_path / "demo"
+    env = {k: v for k, v in child_env().items() if k != "COLUMNS"} | {"COLUMNS": "80"}
+    result = subprocess.run(
+        [str(BIN / "fedchain"), "demo", "--secure", "--rounds", "1", "--workdir", str(workdir)],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=WAIT * 2,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = next(line for line in result.stdout.splitlines() if line.startswith("│ 1 "))
+    assert "masked" in row, result.stdout
+    assert "org1:0" not in result.stdout
+    audited = run("fedchain", "audit", "--ledger", workdir / "ledger.sqlite")
+    assert audited.returncode == 0, audited.stderr
+    assert [line.split()[:3] for line in audited.stdout.splitlines()
+            if line.split()[1:2] == ["closed"]] == [["1", "closed", "masked"]]  # fmt: skip
 
 
 # -- input a user can fix: one line, exit 1 -----------------------------------------------------

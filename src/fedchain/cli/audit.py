@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
-from rich.table import Table
 
 from fedchain.cli._common import console, fail, run_cli
 from fedchain.cli.options import load
+from fedchain.cli.rounds import round_tables
 from fedchain.config import Settings
 from fedchain.errors import LedgerCorrupted
 from fedchain.ledger.audit import MODEL_SUFFIX, audit, check_models
-from fedchain.ledger.audit_report import AuditReport, ModelCheck, RoundSummary
+from fedchain.ledger.audit_report import AuditReport, ModelCheck
 from fedchain.ledger.factory import open_for_reading
 from fedchain.ledger.replay import replay_table
 from fedchain.pki import load_consortium
@@ -97,14 +97,9 @@ def _replay_backend(
             report["models"] = asdict(checked)
         typer.echo(json.dumps(report, indent=2, sort_keys=True))
     else:
-        table_out = Table(
-            "run", "round", "status", "participants", "num_examples", "aggregated", "dropouts",
-            "rejected", "global model", "metrics",
-            title=f"rounds recorded on {settings.ledger.backend}",
-        )  # fmt: skip
-        for row in rows:
-            table_out.add_row(*_cells(row))
-        console.print(table_out)
+        console.print(f"rounds recorded on {settings.ledger.backend}:")
+        for table_out in round_tables(rows, console.width):
+            console.print(table_out)
         console.print(f"[green]write rules hold[/green] for all {len(entries)} records")
         if checked is not None:
             _print_models(checked)
@@ -127,30 +122,14 @@ def _print_models(models: ModelCheck) -> None:
 
 
 def _print(report: AuditReport) -> None:
-    table = Table(
-        "run", "round", "status", "participants", "num_examples", "aggregated", "dropouts",
-        "rejected", "global model", "metrics", title=f"rounds recorded in {report.path}",
-    )  # fmt: skip
-    for row in report.rounds:
-        table.add_row(*_cells(row))
     if report.rounds:
+        console.print(f"rounds recorded in {report.path}:")
+    for table in round_tables(report.rounds, console.width):
         console.print(table)
     console.print(
         f"[green]ledger intact[/green]: {report.entries} entries verified (hash chain, "
         f"signatures, certificates, write rules); consortium [bold]{report.consortium}[/bold], "
-        f"aggregator {report.aggregator}, head {report.head_hash[:16]}…"
+        f"aggregator {report.aggregator}, head {report.head_hash[:16]}"
     )
     if report.models is not None:
         _print_models(report.models)
-
-
-def _cells(row: RoundSummary) -> list[str]:
-    examples = ", ".join(f"{org}={n}" for org, n in row.num_examples.items())
-    rejected = ", ".join(f"{r['org']} ({r['reason']})" for r in row.rejected)
-    metrics = ", ".join(f"{k}={v:.4g}" for k, v in row.metrics.items())
-    return [
-        row.run, str(row.round), "closed" if row.closed else "open",
-        ", ".join(row.participants), examples, ", ".join(row.aggregated) or "-",
-        ", ".join(row.dropouts) or "-", rejected or "-",
-        (row.model_sha256 or "-")[:16], metrics or "-",
-    ]  # fmt: skip

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from fedchain.cli._common import console, run_cli
 from fedchain.cli.progress import EventSink
+from fedchain.cli.rounds import MODEL_PREFIX
 from fedchain.runtime.demo_ledgers import DEFAULT_NETWORK  # light: no Flower
 
 if TYPE_CHECKING:
@@ -77,19 +78,28 @@ def _summary(result: DemoResult) -> dict[str, Any]:
     }
 
 
+def _examples(row: dict[str, Any]) -> str:
+    """Each organization's sample count, or ``masked``: with secure aggregation the counts
+    travel masked inside the updates and the ledger's zeros mean nothing."""
+    if row.get("masked"):
+        return "masked"
+    return " ".join(f"{o}:{n}" for o, n in sorted(row["num_examples"].items()))
+
+
 def _render(result: DemoResult) -> None:
     table = Table(title=f"ledger: run {result.run}")
-    for column in ("round", "participants", "num-examples", "dropouts", "eval acc", "global model"):
+    for column in ("round", "participants", "num-examples", "dropouts", "eval acc"):
         table.add_column(column)
+    table.add_column("global model", no_wrap=True)
     for row in result.rounds:
         acc = row.get("eval_acc")
         table.add_row(
             str(row["round"]),
             ", ".join(row["participants"]),
-            " ".join(f"{o}:{n}" for o, n in sorted(row["num_examples"].items())),
+            _examples(row),
             ", ".join(row["dropouts"]) or "-",
             "-" if acc is None else f"{acc:.3f}",
-            (row["model_sha256"] or "-")[:16],
+            (row["model_sha256"] or "-")[:MODEL_PREFIX],
         )
     console.print(table)
     check = result.check

@@ -3,7 +3,9 @@
 :class:`RoundTable` is fed the records of a verified ledger in order (no I/O) and summarises
 each round of each run: who was asked (recipients of the round's tasks), what each organization
 announced (``num_examples`` of its last ``ok`` update in the round), what the close record says
-(aggregated, dropouts, rejected, new global model, metrics).
+(aggregated, dropouts, rejected, new global model, metrics). A round with secure-aggregation
+``keys`` records is ``masked``: its sample counts travel masked inside the updates, so the
+ledger's are 0 and say nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class RoundSummary:
     rejected: list[dict[str, str]] = field(default_factory=list)
     model_sha256: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    masked: bool = False  # secure aggregation: the per-organization counts are masked
 
 
 @dataclass
@@ -108,6 +111,8 @@ class RoundTable:
                 row.errors.append(record.org)
         elif kind == "close":
             self._close(record)
+        elif kind == "keys":
+            self._row(str(record.run), int(record["round"])).masked = True
 
     def _close(self, record: Record) -> None:
         row = self._row(str(record.run), int(record["round"]))

@@ -232,16 +232,33 @@ def _finish(
             "num_examples": r.num_examples,
             "dropouts": r.dropouts,
             "model_sha256": r.model_sha256,
+            "masked": r.masked,
             **r.metrics,
         }
         for r in check.rounds
     ]
-    plot = _plot(workdir / "training.png", table)
+    plot = _plot(workdir / "training.png", table, accuracy, baseline)
     return DemoResult(workdir, ledger, run, check, accuracy, baseline, plot, table)
 
 
-def _plot(path: Path, table: list[dict[str, Any]]) -> Path | None:
-    """Accuracy and loss per round (federated evaluation, from the ledger's close records)."""
+def _plot(
+    path: Path, table: list[dict[str, Any]], accuracy: float, baseline: float
+) -> Path | None:
+    """Save :func:`figure` as ``path`` (None when no round was evaluated)."""
+    fig = figure(table, accuracy, baseline)
+    if fig is None:
+        return None
+    import matplotlib.pyplot as plt  # after figure() chose the Agg backend
+
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def figure(table: list[dict[str, Any]], accuracy: float, baseline: float) -> Any:
+    """Accuracy and loss per round (federated evaluation, from the ledger's close records),
+    with the two numbers the demo's headline prints: the final model's accuracy on the
+    hold-out set (a point at the last round) and the centrally trained baseline (a line)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -252,8 +269,14 @@ def _plot(path: Path, table: list[dict[str, Any]]) -> Path | None:
     if not rounds:
         return None
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
-    acc_ax.plot(rounds, [row["eval_acc"] for row in table if "eval_acc" in row], marker="o")
-    acc_ax.set(title="accuracy (federated evaluation)", xlabel="round", ylim=(0, 1))
+    acc_ax.plot(rounds, [row["eval_acc"] for row in table if "eval_acc" in row], marker="o",
+                label="federated evaluation")  # fmt: skip
+    acc_ax.plot([rounds[-1]], [accuracy], marker="*", markersize=12, linestyle="none",
+                label=f"final model, hold-out set ({accuracy:.3f})")  # fmt: skip
+    acc_ax.axhline(baseline, linestyle="--", color="grey",
+                   label=f"central baseline, hold-out set ({baseline:.3f})")  # fmt: skip
+    acc_ax.set(title="accuracy", xlabel="round", ylim=(0, 1))
+    acc_ax.legend(loc="lower right", fontsize="small")
     for key, label in (("eval_loss", "evaluation"), ("train_loss", "training")):
         values = [row[key] for row in table if key in row]
         if values:
@@ -264,6 +287,4 @@ def _plot(path: Path, table: list[dict[str, Any]]) -> Path | None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
