@@ -138,7 +138,7 @@ toml_str() { printf '"%s"' "$1"; }
 # ledger_toml ORG MEMBER: the [organization] and [ledger] sections for MEMBER of ORG, with the
 # paths its container sees (/org/pki) and ORG's own peer.
 ledger_toml() {
-    local org=$1 member=$2 identity=/org/pki/$1/users/$2
+    local org=$1 identity=/org/pki/$1/users/$2
     cat <<EOF
 [organization]
 id = $(toml_str "$org")

@@ -226,14 +226,6 @@ def test_network_script_is_strict_and_executable() -> None:
     assert "set -euo pipefail" in script.read_text()
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
-def test_shellcheck_is_clean() -> None:
-    files = [*BASH_SCRIPTS, *SH_SCRIPTS]
-    result = subprocess.run(["shellcheck", "-x", *map(str, files)], capture_output=True,
-                            text=True, check=False, cwd=NETWORK)  # fmt: skip
-    assert result.returncode == 0, result.stdout
-
-
 @pytest.mark.parametrize("org", ORGS)
 def test_peer_environment_is_loopback_and_names_core_yaml_keys(org: str, tmp_path: Path) -> None:
     env = node_env(f"peer_env {org}", tmp_path)
