@@ -61,11 +61,14 @@ stop_process() {
 }
 
 # wait_for_port NAME MATCH PORT LOG: until 127.0.0.1:PORT accepts connections (60 s at most);
-# if the process dies first, show the end of its log.
+# if the process dies first, show the end of its log. Whether it died is asked of its PID,
+# not of its command line (MATCH): until the launcher has exec'd the program, the command line
+# is the launcher's, and a process caught there was taken for dead with an empty log.
 wait_for_port() {
-    local name=$1 match=$2 port=$3 logfile=$4 i
+    local name=$1 port=$3 logfile=$4 pid i
+    pid=$(<"$RUN_DIR/$name.pid")
     for ((i = 0; i < 300; i++)); do
-        if ! process_running "$name" "$match"; then
+        if ! alive "$pid"; then
             tail -n 30 "$logfile" >&2 || true
             die "$name exited during start-up; its log is $logfile"
         fi

@@ -379,6 +379,43 @@ def test_a_node_that_dies_at_start_up_is_reported_with_its_log(tmp_path: Path) -
     assert "error: bad exited during start-up" in result.stderr
 
 
+def test_a_node_is_not_taken_for_dead_before_its_program_has_started(tmp_path: Path) -> None:
+    """The race behind the test above failing once in CI: until the launcher has exec'd the
+    node's program, the node's command line is the launcher's, and wait_for_port took a node
+    caught there for dead and printed its still-empty log. This node runs as ``python3
+    late.py`` and becomes ``sh ... marker-node`` only after reading a line the test sends once
+    the node has started, so a check by command line (``$MATCH``: the name is in no command
+    line before) mostly found it dead (3 runs in 5 here); liveness is now asked of the PID,
+    and this test and the one above pass every time."""
+    fifo, late = tmp_path / "go", tmp_path / "late.py"
+    os.mkfifo(fifo)
+    late.write_text(f"import os\nopen({str(fifo)!r}).readline()\n"
+                    "os.execvp('sh', ['sh', '-c', 'echo cannot load the MSP; exit 3', "
+                    "'marker-node'])\n")  # fmt: skip
+    src = " ".join(f"source {NETWORK}/scripts/{p}.sh;" for p in ("common", "nodes"))
+    script = (f'start_process late "$MATCH" "$WORK_DIR" "$LOG_DIR/late.log" '
+              f'{shutil.which("python3")} {late}; wait_for_port late "$MATCH" 1 '
+              '"$LOG_DIR/late.log"')  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEDCHAIN_FABRIC_")}
+    env |= {"FABRIC_NETWORK_DIR": str(NETWORK), "FEDCHAIN_FABRIC_WORK": str(tmp_path / "w"),
+            "MATCH": "marker-node"}  # fmt: skip
+    proc = subprocess.Popen(["bash", "-c", f"set -euo pipefail; {src} {script}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    assert proc.stderr is not None
+    err = [proc.stderr.readline()]
+    assert "started late" in err[0], err
+    held = os.open(fifo, os.O_RDWR)  # never blocks; the line waits in the FIFO for the node
+    try:
+        os.write(held, b"go\n")
+        err.append(proc.communicate(timeout=60)[1])
+    finally:
+        os.close(held)
+    assert proc.returncode == 1
+    assert "cannot load the MSP" in err[1]
+    assert "error: late exited during start-up" in err[1]
+
+
 def run_network(
     *args: str, work: Path, path: str | None = None
 ) -> subprocess.CompletedProcess[str]:
