@@ -1,11 +1,15 @@
 """Run the built chaincode as a service: ``fabric-chaincode-node server`` on a loopback port.
 
-The chaincode must have been built (``npm ci && npm run build`` in ``chaincode/``; ``.ci/run``
-does it). ``FEDCHAIN_CHAINCODE_DIR`` may point at another built copy.
+The chaincode must be built (``npm ci && npm run build`` in ``chaincode/``). Where ``node`` and
+``npm`` are installed, :func:`build_if_needed` does that once for the test session (so the
+README's ``pytest`` runs these tests on a fresh clone); ``.ci/run`` builds it beforehand.
+``FEDCHAIN_CHAINCODE_DIR`` may point at another copy.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
 import socket
@@ -21,18 +25,45 @@ CHAINCODE_DIR = Path(
 CHAINCODE_ID = "fedchain:ci"
 
 
-def _cli() -> Path:
-    return CHAINCODE_DIR / "node_modules" / ".bin" / "fabric-chaincode-node"
+def _cli(directory: Path = CHAINCODE_DIR) -> Path:
+    return directory / "node_modules" / ".bin" / "fabric-chaincode-node"
 
 
-def unavailable_reason() -> str | None:
-    """Why the chaincode cannot run here (None if it can)."""
+def unavailable_reason(directory: Path = CHAINCODE_DIR) -> str | None:
+    """Why the chaincode in ``directory`` cannot run here (None if it can)."""
     if shutil.which("node") is None:
-        return "node is not on PATH"
-    if not _cli().exists():
-        return f"{CHAINCODE_DIR}: run `npm ci` first (no fabric-chaincode-node)"
-    if not (CHAINCODE_DIR / "dist" / "index.js").exists():
-        return f"{CHAINCODE_DIR}: run `npm run build` first (no dist/index.js)"
+        return "node is not on PATH (install Node.js 18 or later with npm: the tests then build it)"
+    if not _cli(directory).exists():
+        return f"{directory}: run `npm ci` first (no fabric-chaincode-node), or install npm"
+    if not (directory / "dist" / "index.js").exists():
+        return f"{directory}: run `npm run build` first (no dist/index.js), or install npm"
+    return None
+
+
+def build_if_needed(directory: Path = CHAINCODE_DIR, timeout: float = 600.0) -> str | None:
+    """Build the chaincode when it is not built and ``node`` and ``npm`` are here (once: a lock
+    keeps parallel test sessions from building the same folder together). Returns why it
+    could not be built (npm's last lines), or None."""
+    if unavailable_reason(directory) is None or shutil.which("node") is None:
+        return None
+    npm = shutil.which("npm")
+    if npm is None:
+        return None  # unavailable_reason() says what is missing
+    key = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:16]
+    lock = Path(tempfile.gettempdir()) / f"fedchain-chaincode-build-{key}.lock"
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another session may be building it right now
+        steps = []
+        if not _cli(directory).exists():
+            steps.append([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        if not (directory / "dist" / "index.js").exists():
+            steps.append([npm, "run", "build"])
+        for step in steps:
+            done = subprocess.run(step, cwd=directory, capture_output=True, text=True,
+                                  timeout=timeout, check=False)  # fmt: skip
+            if done.returncode != 0:
+                tail = " / ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
+                return f"`npm {' '.join(step[1:])}` failed in {directory}: {tail}"
     return None
 
 

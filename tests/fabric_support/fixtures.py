@@ -1,7 +1,8 @@
 """pytest fixtures for the stand-in Fabric network; import them into a test module to use them.
 
-``chaincode_service`` (session): the real chaincode process, or a skip with the reason when
-``node`` or the built chaincode is missing (a failure with ``FEDCHAIN_REQUIRE_CHAINCODE=1``).
+``chaincode_service`` (session): the real chaincode process (built first if it is not and npm
+is here), or a skip with the reason when ``node`` is missing or the build failed (a failure
+with ``FEDCHAIN_REQUIRE_CHAINCODE=1``).
 ``make_network`` / ``fabric_network``: fresh channels (empty world state) per test.
 ``open_fabric``: ``FabricLedger`` handles as an org's identity, closed after the test.
 ``genesis_record``: the consortium record. Use them with
@@ -22,7 +23,7 @@ from fedchain.ledger.chain import consortium_record
 from fedchain.ledger.fabric import FabricLedger
 from fedchain.ledger.fabric.retry import Backoff
 from fedchain.pki import Consortium
-from tests.fabric_support.chaincode import ChaincodeProcess, unavailable_reason
+from tests.fabric_support.chaincode import ChaincodeProcess, build_if_needed, unavailable_reason
 from tests.fabric_support.network import StandInNetwork, gateway_for
 
 OpenFabric = Callable[..., FabricLedger]
@@ -31,7 +32,7 @@ FAST = Backoff(attempts=4, initial=0.01, factor=2.0, maximum=0.05)
 
 @pytest.fixture(scope="session")
 def chaincode_service() -> Iterator[ChaincodeProcess]:
-    reason = unavailable_reason()
+    reason = build_if_needed() or unavailable_reason()
     if reason is not None and os.environ.get("FEDCHAIN_REQUIRE_CHAINCODE") == "1":
         pytest.fail(f"FEDCHAIN_REQUIRE_CHAINCODE=1 but the chaincode cannot run: {reason}")
     if reason is not None:
