@@ -5,7 +5,8 @@
 1. the network whose work folder ``FEDCHAIN_FABRIC_NETWORK`` names (``.ci/run`` brings one up
    and sets it); it must be running, else the session fails;
 2. a network this session brings up itself with ``network.sh up`` (a temporary work folder, a
-   free block of ports) and deletes at the end, when Fabric's binaries are on ``PATH``;
+   free block of ports or ``FEDCHAIN_FABRIC_PORT_BASE``'s) and deletes at the end, when
+   Fabric's binaries are on ``PATH``;
 3. otherwise a skip with a one-line reason, or a failure with ``FEDCHAIN_REQUIRE_FABRIC=1``.
 
 Tests write to that network's channel (records are permanent there). A test that needs an
@@ -205,7 +206,9 @@ def real_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealNetwo
     if shutil.which("node") is None:
         _unavailable("no Fabric network: node (for the chaincode server) is not on PATH")
     network = RealNetwork(tmp_path_factory.mktemp("fabric") / "work")
-    env = {"FEDCHAIN_FABRIC_PORT_BASE": str(free_port_base())}
+    # The developer's port base when set (later network.sh calls inherit it and must agree).
+    env = {"FEDCHAIN_FABRIC_PORT_BASE": os.environ.get("FEDCHAIN_FABRIC_PORT_BASE")
+           or str(free_port_base())}  # fmt: skip
     try:
         _network_sh_env(network, env, "up")
         network = RealNetwork(network.work)  # now with its recorded ports

@@ -77,7 +77,10 @@ def tool_path() -> str:
 
 
 def run(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "PATH": tool_path(), "COLUMNS": "200", **env}
+    """``argv`` with the default Fabric ports: a developer's FEDCHAIN_FABRIC_* (a port base
+    for their own network) must not move the compose topology these tests check."""
+    own = {k: v for k, v in os.environ.items() if not k.startswith("FEDCHAIN_FABRIC_")}
+    full = {**own, "PATH": tool_path(), "COLUMNS": "200", **env}
     return subprocess.run(argv, capture_output=True, text=True, env=full, timeout=120,
                           check=False)  # fmt: skip
 
