@@ -132,6 +132,12 @@ class ServerSettings(_Section):
     min_replies: Annotated[int, Field(ge=1)] = 1
     deadline_s: Annotated[float, Field(gt=0)] = 600.0
     max_payload_mb: Annotated[float, Field(gt=0)] = 256.0
+    # Data-plane fairness (fedchain.transport.limits): calls one organization may hold open,
+    # calls overall (default: max_calls_per_org × (organizations + 1)), and the seconds a
+    # stream may move nothing before it is cut.
+    max_calls_per_org: Annotated[int, Field(ge=1)] = 8
+    max_calls: Annotated[int, Field(ge=1)] | None = None
+    stream_idle_s: Annotated[float, Field(gt=0)] = 60.0
     selection: Literal["all", "top-k", "threshold"] = "all"
     selection_key: str = "num-examples"
     k: Annotated[int, Field(ge=1)] | None = None

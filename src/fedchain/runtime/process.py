@@ -29,7 +29,7 @@ from fedchain.runtime.grid import GridSettings, LedgerGrid
 from fedchain.runtime.messages import run_number
 from fedchain.runtime.runs import app_sha256, resume_point
 from fedchain.runtime.selection import SelectionPolicy, take_all
-from fedchain.transport import DataPlaneClient, DataPlaneServer
+from fedchain.transport import CallLimits, DataPlaneClient, DataPlaneServer
 
 __all__ = ["ClientOptions", "ServerOptions", "participate", "serve"]
 
@@ -55,6 +55,7 @@ class ServerOptions:
     wait_for: int | None = None
     selection: SelectionPolicy = field(default_factory=take_all)
     max_payload_bytes: int = 256 << 20
+    limits: CallLimits = field(default_factory=CallLimits)
     run_config: dict[str, Any] = field(default_factory=dict)
     insecure_dev: bool = False
     password: bytes | None = None
@@ -139,6 +140,7 @@ def serve(options: ServerOptions, events: Events | None = None) -> str:
         consortium,
         max_payload_bytes=options.max_payload_bytes,
         insecure_dev=options.insecure_dev,
+        limits=options.limits,
     )
     try:
         port = dataplane.start(options.address)
