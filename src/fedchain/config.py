@@ -97,7 +97,14 @@ class LedgerSettings(_Section):
     #: Embedded: seconds a write waits for another process's lock before LedgerUnavailable
     #: (the runtime then retries with backoff and says so).
     busy_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    #: Embedded: this identity's signed note of the last head it saw (rollback detection,
+    #: fedchain.ledger.checkpoint); default ``<path>.<org>.<name>.head`` beside the ledger.
+    checkpoint: Path | None = None
     fabric: FabricSettings | None = None
+
+    def checkpoint_for(self, org: str, name: str) -> Path:
+        """Where identity ``org``/``name`` keeps its checkpoint of this (embedded) ledger."""
+        return self.checkpoint or self.path.with_name(f"{self.path.name}.{org}.{name}.head")
 
     def describe(self) -> str:
         """Where the ledger lives, for messages: the file, or the Fabric channel and gateway."""
