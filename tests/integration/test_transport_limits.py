@@ -22,7 +22,7 @@ from fedchain.config import load_settings
 from fedchain.errors import ConfigError, DataPlaneBusy, PayloadTooLarge
 from fedchain.pki import AGGREGATOR_NAME, Consortium, identity_dir, load_identity
 from fedchain.transport import CallLimits, DataPlaneClient, DataPlaneServer
-from fedchain.transport.framing import SERVICE
+from fedchain.transport.framing import SERVICE, PingRequest
 from fedchain.transport.status import error_from_rpc
 from fedchain.transport.tls import channel_credentials, channel_options
 
@@ -73,21 +73,31 @@ class _Refusals(logging.Handler):
             assert self.seen.wait_for(lambda: self.count >= n, TIMEOUT)
 
 
-@pytest.fixture
+def _client(address: str, pki: Path, consortium: Consortium) -> DataPlaneClient:
+    """org2's data-plane client."""
+    identity = load_identity(identity_dir(pki, "org2", "client1"))
+    return DataPlaneClient(address, identity, consortium, timeout=TIMEOUT)
+
+
+@pytest.fixture(params=[30.0])
 def limited(
-    consortium_dir: Path, consortium: Consortium
+    request: pytest.FixtureRequest, consortium_dir: Path, consortium: Consortium
 ) -> Iterator[tuple[DataPlaneServer, str, _Refusals]]:
+    """A server allowing PER_ORG calls per org, cutting streams idle for ``request.param`` s."""
     aggregator = load_identity(identity_dir(consortium_dir, "org1", AGGREGATOR_NAME))
-    limits = CallLimits(per_org=PER_ORG, idle_s=0.5)
+    limits = CallLimits(per_org=PER_ORG, idle_s=request.param)
     srv = DataPlaneServer(aggregator, consortium, max_payload_bytes=1 << 20, limits=limits)
     refusals = _Refusals()
     logger = logging.getLogger("fedchain.transport.server")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # whatever other tests configured
     logger.addHandler(refusals)
     port = srv.start("127.0.0.1:0")
     try:
         yield srv, f"127.0.0.1:{port}", refusals
     finally:
         logger.removeHandler(refusals)
+        logger.setLevel(level)
         srv.stop(0)
 
 
@@ -99,20 +109,20 @@ def test_calls_over_the_per_org_limit_are_refused_and_other_orgs_are_served(
     try:
         hog.open(PER_ORG + 20)
         refusals.wait_for(20)  # the 20 over the limit, refused before reading anything
+        # org2 is served while org3 holds its whole share
+        with _client(address, consortium_dir, consortium) as org2:
+            assert org2.ping() == "org2"
+        hog.release.set()  # the held calls end (no header: INVALID_ARGUMENT)
+        codes = [c.code() for c in hog.calls]
         refused = [c for c in hog.calls if c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
-        assert len(refused) == 20
+        assert len(refused) == 20, codes
         assert refused[0].details().startswith(f"busy: org3 already has {PER_ORG}")
         assert isinstance(error_from_rpc(refused[0], "upload"), DataPlaneBusy)
-        # org2 is served while org3 holds its whole share
-        with DataPlaneClient(
-            address, load_identity(identity_dir(consortium_dir, "org2", "client1")), consortium,
-            timeout=TIMEOUT,
-        ) as org2:  # fmt: skip
-            assert org2.ping() == "org2"
     finally:
         hog.close()
 
 
+@pytest.mark.parametrize("limited", [0.5], indirect=True)
 def test_a_stalled_upload_is_cut_after_the_idle_deadline(
     limited: tuple[DataPlaneServer, str, _Refusals], consortium_dir: Path, consortium: Consortium
 ) -> None:
@@ -132,10 +142,7 @@ def test_the_client_waits_out_a_busy_refusal(
 ) -> None:
     _, address, refusals = limited
     hog = _Stalled(address, consortium_dir, "org2", consortium)
-    org2 = DataPlaneClient(
-        address, load_identity(identity_dir(consortium_dir, "org2", "client1")), consortium,
-        timeout=TIMEOUT,
-    )  # fmt: skip
+    org2 = _client(address, consortium_dir, consortium)
     try:
         hog.open(PER_ORG)
         answer: list[str] = []
@@ -156,13 +163,9 @@ def test_a_payload_over_the_size_limit_is_still_payload_too_large(
     srv, address, _ = limited
     data = b"x" * 2048
     srv.expect("org2", hashlib.sha256(data).hexdigest(), max_size=1024)
-    with (
-        DataPlaneClient(
-            address, load_identity(identity_dir(consortium_dir, "org2", "client1")), consortium,
-            timeout=TIMEOUT,
-        ) as org2,
-        pytest.raises(PayloadTooLarge) as info,
-    ):  # fmt: skip
+    with _client(address, consortium_dir, consortium) as org2, pytest.raises(
+        PayloadTooLarge
+    ) as info:
         org2.upload(data, task="t")
     assert not isinstance(info.value, DataPlaneBusy)
 
@@ -178,3 +181,17 @@ def test_limits_are_configured_in_the_server_section(tmp_path: Path) -> None:
         load_settings(path)
     with pytest.raises(ConfigError, match="positive"):
         CallLimits(idle_s=0)
+
+
+@pytest.mark.parametrize("limited", [0.5], indirect=True)
+def test_an_attached_org_is_never_cut_as_idle(
+    limited: tuple[DataPlaneServer, str, _Refusals], consortium_dir: Path, consortium: Consortium
+) -> None:
+    srv, address, _ = limited  # idle deadline 0.5 s, heartbeats every 0.25 s
+    with _client(address, consortium_dir, consortium) as org2, org2.attached() as loop:
+        assert loop.attached.wait(TIMEOUT)
+        beats = org2._attach(PingRequest("org2").encode(), timeout=TIMEOUT)
+        for _ in range(8):  # 2 s of heartbeats, four idle deadlines, on a second Attach
+            next(beats)
+        beats.cancel()
+        assert "org2" in srv.present()

@@ -94,6 +94,8 @@ class _DataPlaneService:
         self.presence = Presence()
         self._admission = Admission(limits.per_org)
         self.idle = IdleWatch(limits.idle_s)
+        # An attached organization must never look idle: beat well within the idle deadline.
+        self._heartbeat = min(HEARTBEAT_S, limits.idle_s / 2)
 
     def _admit(self, context: Any, org: str) -> None:
         """Count the call against ``org``'s limit until it ends (RESOURCE_EXHAUSTED if over)."""
@@ -224,7 +226,7 @@ class _DataPlaneService:
         context.add_callback(ended.set)
         with self.presence.attached(org):
             yield encode_header("attached", org=org)
-            while not ended.wait(HEARTBEAT_S) and context.is_active():
+            while not ended.wait(self._heartbeat) and context.is_active():
                 yield encode_header("heartbeat", org=org)
 
     def handler(self) -> Any:
