@@ -67,6 +67,7 @@ class EmbeddedLedger(Reader):
         self._head_hash = GENESIS_PREV
         self._cert_stored = False
         self._cert_sha = "" if identity is None else identity.fingerprint
+        self._version: object = None  # PRAGMA data_version when others' entries were checked
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -165,8 +166,12 @@ class EmbeddedLedger(Reader):
             return []
         with self._lock, store.translate(self.path):
             # Verify others' new entries before taking the write lock, so the catch-up inside
-            # it (which must see everything) finds most of them checked already.
-            self._rows_after(self._seen)
+            # it (which must see everything) finds most of them checked already. Only when
+            # another connection committed since we last looked (SQLite's data_version).
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._version:
+                self._rows_after(self._seen)
+                self._version = version
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 ts = max(int(self._clock() * 1000), 0)
