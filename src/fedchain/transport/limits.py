@@ -13,6 +13,10 @@ caller can hold (issue #12, point 3):
 
 With ``total`` at least ``per_org`` times the number of organizations, one organization holding
 any number of calls open keeps at most ``per_org`` workers, and the others' calls are served.
+Calls being refused count against ``total`` for the moment they take: an organization opening
+new calls as fast as it can may have another's call refused too (gRPC's "Concurrent RPC limit
+exceeded!"); clients treat both refusals as busy and try again with backoff
+(:class:`~fedchain.errors.DataPlaneBusy`).
 """
 
 from __future__ import annotations
