@@ -6,7 +6,9 @@ A command that starts child processes must stop them when it is stopped, whichev
 handles it too) from the handler makes every ``finally`` run. But an exception raised in the
 middle of starting a child (after the fork, before ``Popen`` returns) loses the child: nobody
 holds its handle to stop it. Inside :func:`critical` the handler only notes the signal; it is
-raised when the section ends.
+raised when the section ends. SIGINT gets the same handler (a plain ``KeyboardInterrupt``, as
+before, but held in those sections too): Ctrl-C or ``kill -INT`` at the wrong instant orphaned a
+child just the same.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from types import FrameType
 
 __all__ = ["STOP_SIGNALS", "Terminated", "critical", "raise_on_termination"]
 
-#: The signals turned into :class:`Terminated` (SIGINT is Python's KeyboardInterrupt already).
+#: The signals turned into :class:`Terminated`.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
@@ -34,21 +36,28 @@ class Terminated(KeyboardInterrupt):
 _state = threading.local()
 
 
+def _stop(signum: int) -> KeyboardInterrupt:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
 def _handler(signum: int, _frame: FrameType | None) -> None:
     if getattr(_state, "depth", 0):
         _state.pending = signum
         return
-    raise Terminated(signum)
+    raise _stop(signum)
 
 
 def raise_on_termination() -> None:
-    """Turn SIGTERM and SIGHUP into :class:`Terminated` in the main thread, each unless it is
-    already handled or ignored (``nohup`` ignores SIGHUP: it stays ignored)."""
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` and SIGINT into ``KeyboardInterrupt``
+    in the main thread, all held inside :func:`critical`; each unless it is already handled
+    otherwise or ignored (``nohup`` ignores SIGHUP: it stays ignored)."""
     if threading.current_thread() is not threading.main_thread():
         return
     for signum in STOP_SIGNALS:
         if signal.getsignal(signum) is signal.SIG_DFL:
             signal.signal(signum, _handler)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _handler)
 
 
 @contextmanager
@@ -62,4 +71,4 @@ def critical() -> Iterator[None]:
         pending = getattr(_state, "pending", None)
         if not _state.depth and pending is not None:
             _state.pending = None
-            raise Terminated(pending)
+            raise _stop(pending)
