@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from fedchain.ledger.canonical import MAX_SAFE_INT
 
 __all__ = ["MAX_METRICS", "RoundLog", "TaskInfo", "finite_metrics"]
@@ -77,8 +79,10 @@ def finite_metrics(*sources: Mapping[str, Any]) -> dict[str, float]:
 
     Metrics are informative, so what the ledger would refuse is left out rather than failing
     the record: spaces in names become ``_``, names are cut to 64 characters and dropped if still
-    not valid; values that are not finite ints or floats are dropped, and ints beyond JSON's
-    exact range (2^53) become floats. A later source overrides an earlier one; the first
+    not valid; values that are not finite numbers are dropped, and ints beyond JSON's exact range
+    (2^53) become floats. NumPy scalars of every kind become the Python number they hold
+    (``np.float64`` is a ``float`` subclass whose ``repr`` is not a JSON number), and booleans
+    (Python's or NumPy's) become 1 or 0. A later source overrides an earlier one; the first
     :data:`MAX_METRICS` names in sorted order are kept.
     """
     found: dict[str, float] = {}
@@ -92,9 +96,16 @@ def finite_metrics(*sources: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _ledger_number(value: Any) -> float | None:
-    """``value`` as a number canonical JSON can carry exactly, or None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """``value`` as a plain ``int`` or ``float`` canonical JSON can carry exactly, or None."""
+    if isinstance(value, np.floating):
+        value = float(value)  # float16/32/64 and longdouble (whose item() stays numpy)
+    elif isinstance(value, np.integer | np.bool_):
+        value = value.item()  # np.int*/uint*, np.bool_: the Python value
+    if isinstance(value, bool):
+        return int(value)
+    if not isinstance(value, int | float):
         return None
+    value = int(value) if isinstance(value, int) else float(value)  # subclasses: plain
     if isinstance(value, int):
         if abs(value) <= MAX_SAFE_INT:
             return value
