@@ -133,8 +133,15 @@ class LedgerGrid(Grid):
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
-        ids = list(self._push(list(messages), timeout or self.settings.deadline_s))
+        ids = list(self._push(list(messages), self.effective_deadline(timeout)))
         return self._receiver.gather(ids)
+
+    def effective_deadline(self, timeout: float | None) -> float:
+        """Seconds a task waits for replies: the smaller of the strategy's ``timeout`` (Flower's
+        ``Strategy.start`` passes 3600 by default) and the aggregator's ``--deadline``."""
+        if timeout is None or timeout <= 0:
+            return self.settings.deadline_s
+        return min(float(timeout), self.settings.deadline_s)
 
     # -- runs and rounds ----------------------------------------------------------------
 
