@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,12 +39,15 @@ from fedchain.runtime.messages import (
 from fedchain.runtime.nodes import NodeMap
 from fedchain.runtime.receive import Events, Receiver, Sent
 from fedchain.runtime.retry import publish
-from fedchain.runtime.rounds import RoundLog, TaskInfo
+from fedchain.runtime.rounds import RUN_END, RoundLog, TaskInfo, with_run_end
+from fedchain.runtime.run_config import with_run_config
 from fedchain.runtime.runs import ResumePoint, resume_point, run_record
 from fedchain.runtime.selection import SelectionPolicy, take_all
 from fedchain.transport import DataPlaneServer
 
 __all__ = ["GridSettings", "LedgerGrid"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,7 +62,8 @@ class GridSettings:
     max_reply_bytes: int = 1 << 30
     models_dir: Path | None = None
     app_sha256: str = "0" * 64
-    config: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # the run record's (numbers)
+    run_config: dict[str, Any] | None = None  # typed, sent with every task (run_config.py)
 
 
 class LedgerGrid(Grid):
@@ -100,6 +105,7 @@ class LedgerGrid(Grid):
         self._run_started = False
         self._known_model: tuple[ArrayRecord, str] | None = None
         self._held: list[tuple[dict[str, Any], dict[str, Any]]] = []  # close records, events
+        self._serving = False  # inside closing_rounds(): every close waits for the next write
 
     # -- Grid API -----------------------------------------------------------------------
 
@@ -195,7 +201,7 @@ class LedgerGrid(Grid):
         record = log_.close_record(self.ledger.org, self.settings.run, model_sha256, metrics)
         log_.closed = True
         self._held.append((record, {"round": rnd, "model_sha256": model_sha256, **(metrics or {})}))
-        if not defer:
+        if not defer and not self._serving:
             self.flush()
 
     def flush(self) -> None:
@@ -205,16 +211,32 @@ class LedgerGrid(Grid):
 
     @contextlib.contextmanager
     def closing_rounds(self) -> Iterator[None]:
-        """Around a ServerApp: afterwards close the rounds it left open; if it fails, still
-        write the closes it had made (held for the next tasks that will not come)."""
+        """Around a ServerApp: the run ends when it returns or raises (:meth:`end_run`). Until
+        then every ``close`` is held for the next write, so the last one can carry the end."""
+        self._serving = True
         try:
             yield
         except Exception:
             with contextlib.suppress(FedchainError):  # the app's error is the one to report
-                self.flush()
+                self.end_run(failed=True)
             raise
+        finally:
+            self._serving = False
+        self.end_run(failed=False)
+
+    def end_run(self, *, failed: bool) -> None:
+        """Close the rounds left open and mark the last ``close`` as the run's end
+        (:data:`~fedchain.runtime.rounds.RUN_END`): organizations with ``--exit-when-done``
+        exit on it, whatever the app's round count or numbering."""
         for rnd in self.open_rounds():
             self.close_round(rnd, model_sha256=None, defer=True)
+        if self._held:
+            record, event = self._held[-1]
+            record["metrics"] = with_run_end(record["metrics"], failed=failed)
+            event[RUN_END] = record["metrics"][RUN_END]
+        elif self._run_started:
+            log.warning("run %s: no round left to close, so its end is not recorded",
+                        self.settings.run)  # fmt: skip
         self.flush()
 
     def open_rounds(self) -> list[int]:
@@ -284,7 +306,10 @@ class LedgerGrid(Grid):
         for msg in group:
             org = self.nodes.org(msg.metadata.dst_node_id)
             if id(msg.content) not in payloads:
-                data = encode_payload(msg.content, mtype, msg.metadata.group_id, msg.metadata.ttl)
+                content = msg.content
+                if self.settings.run_config is not None:
+                    content = with_run_config(content, self.settings.run_config)
+                data = encode_payload(content, mtype, msg.metadata.group_id, msg.metadata.ttl)
                 payloads[id(msg.content)] = (sha256_hex(data), data)
             digest, data = payloads[id(msg.content)]
             self.dataplane.offer(digest, data, [org], verify=False)

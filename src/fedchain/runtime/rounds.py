@@ -12,10 +12,14 @@ import numpy as np
 
 from fedchain.ledger.canonical import MAX_SAFE_INT
 
-__all__ = ["MAX_METRICS", "RoundLog", "TaskInfo", "finite_metrics"]
+__all__ = ["MAX_METRICS", "RUN_END", "RoundLog", "TaskInfo", "finite_metrics", "with_run_end"]
 
 #: At most this many metrics go in a ledger record (the ledger's own limit).
 MAX_METRICS = 64
+#: The metric of a run's last ``close`` record that says the run ended: 1 when the ServerApp
+#: returned, 0 when it raised. Organizations with ``--exit-when-done`` exit on it; a run that
+#: carries it is not resumed.
+RUN_END = "fedchain:run-end"
 _METRIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")  # the ledger's metric names
 
 
@@ -72,6 +76,12 @@ class RoundLog:
             "rejected": [{"org": o, "reason": r[:1000]} for o, r in sorted(self.rejected.items())],
             "metrics": finite_metrics(metrics or {}),
         }
+
+
+def with_run_end(metrics: Mapping[str, float], *, failed: bool) -> dict[str, float]:
+    """``metrics`` of a ``close`` record marked as the run's last (kept within the limit)."""
+    kept = dict(sorted((k, v) for k, v in metrics.items() if k != RUN_END)[: MAX_METRICS - 1])
+    return {**kept, RUN_END: 0 if failed else 1}
 
 
 def finite_metrics(*sources: Mapping[str, Any]) -> dict[str, float]:
