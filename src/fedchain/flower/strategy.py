@@ -88,6 +88,12 @@ class LedgerStrategy(Strategy):
     def _resume(
         self, grid: LedgerGrid, arrays: ArrayRecord, rounds: int
     ) -> tuple[ArrayRecord, int]:
+        if grid.strategies_started:  # a later strategy of the same ServerApp, not a restart:
+            grid.strategies_started += 1  # its own model; rounds numbered on after the last
+            self._offset = grid.last_round()
+            self._model[self._offset] = arrays_sha256(arrays)
+            return arrays, rounds
+        grid.strategies_started += 1
         point = grid.resume_point()
         models = self.models_dir or grid.settings.models_dir
         if not point.started:

@@ -106,6 +106,7 @@ class LedgerGrid(Grid):
         self._known_model: tuple[ArrayRecord, str] | None = None
         self._held: list[tuple[dict[str, Any], dict[str, Any]]] = []  # close records, events
         self._serving = False  # inside closing_rounds(): every close waits for the next write
+        self.strategies_started = 0  # LedgerStrategy runs started on this grid (this process)
 
     # -- Grid API -----------------------------------------------------------------------
 
@@ -238,6 +239,10 @@ class LedgerGrid(Grid):
             log.warning("run %s: no round left to close, so its end is not recorded",
                         self.settings.run)  # fmt: skip
         self.flush()
+
+    def last_round(self) -> int:
+        """The highest round this grid has opened (0 before any)."""
+        return max(self._rounds, default=0)
 
     def open_rounds(self) -> list[int]:
         return sorted(r for r, lg in self._rounds.items() if not lg.closed)
