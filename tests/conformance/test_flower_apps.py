@@ -45,6 +45,13 @@ NOT_RUN = {
 }
 
 
+#: Results that depend on the order replies arrive in, which neither runtime fixes.
+ORDER_DEPENDENT = {
+    "Krum": "with 3 nodes each score is the distance to the nearest other update, so the two "
+    "closest updates tie and Krum takes whichever reply came first",
+}
+
+
 def _numpy_strategies() -> set[str]:
     sys.path.insert(0, str(APPS / "numpy_app"))
     try:
@@ -116,6 +123,10 @@ def test_app_gives_the_same_model_on_fedchain_and_in_flower_s_simulation(
     assert set(sim) == expected
     assert set(fed) == expected
     for label in sorted(expected):
+        assert [a.shape for a in fed[label]] == [a.shape for a in sim[label]], label
+        if label in ORDER_DEPENDENT:
+            assert all(np.isfinite(a).all() for a in fed[label]), label
+            continue
         for got, want in zip(fed[label], sim[label], strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, err_msg=label)
         assert _close_metrics(fed_out / f"{label}.json", sim_out / f"{label}.json"), label
