@@ -35,3 +35,11 @@ def test_the_accuracy_panel_holds_the_headline_s_two_numbers() -> None:
 
 def test_no_evaluated_round_no_plot() -> None:
     assert figure([{"round": 1, "train_loss": 0.5}], accuracy=0.5, baseline=0.9) is None
+
+
+def test_an_app_of_the_user_s_has_neither_number() -> None:
+    fig = figure(TABLE, accuracy=None, baseline=None)
+    try:
+        assert [line.get_label() for line in fig.axes[0].get_lines()] == ["federated evaluation"]
+    finally:
+        plt.close(fig)

@@ -34,6 +34,7 @@ __all__ = ["DemoResult", "run_demo"]
 
 MARKER = ".fedchain-demo"
 LOCAL_EPOCHS = 5  # the built-in app's default: the baseline sees as many passes over the data
+BUILT_IN_ROUNDS = 10
 Events = Callable[[str, dict[str, Any]], None]
 
 
@@ -45,8 +46,8 @@ class DemoResult:
     ledger: str  # the ledger file, or which Fabric channel
     run: str
     check: LedgerCheck
-    accuracy: float
-    baseline: float
+    accuracy: float | None  # the built-in app's only (a user's app has its own evaluation)
+    baseline: float | None
     plot: Path | None
     rounds: list[dict[str, Any]] = field(default_factory=list)
 
@@ -118,20 +119,30 @@ def _processes() -> Iterator[list[subprocess.Popen[str]]]:
 def run_demo(
     workdir: Path,
     *,
-    rounds: int = 10,
+    rounds: int | None = None,
     orgs: int | None = None,
     secure: bool = False,
     events: Events | None = None,
     ledger: str = "embedded",
     network: Path = DEFAULT_NETWORK,
+    app: Path | None = None,
 ) -> DemoResult:
     """Run the demo end to end and return its results (raises FedchainError on failure).
 
     ``ledger="embedded"``: a new consortium of ``orgs`` (default 3) organizations and a ledger
     file in ``workdir``. ``ledger="fabric"``: the organizations of the running Fabric network
     whose fedchain.toml files are in ``network``; ``orgs`` is refused there (ConfigError).
+    ``app``: a Flower app directory to run instead of the built-in app (``rounds``, when
+    given, sets its ``num-server-rounds``; it has no accuracy of the demo's to report).
     """
     emit = events or (lambda _n, _d: None)
+    if app is not None and secure:
+        raise ConfigError("--secure runs the built-in app with secure aggregation; with --app "
+                          "the app chooses its own strategy and mods")  # fmt: skip
+    if app is not None and not (app / "pyproject.toml").is_file():
+        raise ConfigError(f"--app {app}: not a Flower app directory (no pyproject.toml)")
+    if app is None and rounds is None:
+        rounds = BUILT_IN_ROUNDS
     if ledger == "fabric" and orgs is not None:
         raise ConfigError(
             "--orgs applies to the embedded ledger; on Fabric the network's organizations "
@@ -149,17 +160,19 @@ def run_demo(
     logs.mkdir()
     emit("consortium", {"ledger": plan.ledger, "orgs": plan.orgs})
     server_args = [
-        *plan.server_args, "--models", str(models), "--rounds", str(rounds),
-        "--min-nodes", str(len(plan.orgs)), "--deadline", "60",
+        *plan.server_args, "--models", str(models), "--min-nodes", str(len(plan.orgs)),
+        "--deadline", "60", *(["--rounds", str(rounds)] if rounds is not None else []),
     ]  # fmt: skip
+    apps = [] if app is None else ["--app", str(app.resolve())]
     if secure:
         server_args += ["--app", "fedchain.examples.digits:secure_server_app"]
+    server_args += apps
     with _processes() as procs:
         server = _start(procs, "fedchain.cli.server", server_args, logs / "aggregator.log",
                         capture=True)  # fmt: skip
         address, run = _await_listening(server, logs / "aggregator.log")
         for org, args in plan.client_args.items():
-            client_args = [*args, "--server", address, "--exit-when-done"]
+            client_args = [*args, "--server", address, "--exit-when-done", *apps]
             if secure:
                 client_args += ["--app", "fedchain.examples.digits:secure_client_app"]
             _start(procs, "fedchain.cli.client", client_args, logs / f"{org}.log", capture=False)
@@ -168,7 +181,11 @@ def run_demo(
             raise FedchainError(f"the aggregator failed; see {logs / 'aggregator.log'}")
     check = plan.check(models, run)
     emit("audited", {"entries": check.entries, "ok": check.ok})
-    return _finish(workdir, plan.ledger, models, run, rounds, check)
+    if app is not None:
+        table = _table(check)
+        return DemoResult(workdir, plan.ledger, run, check, None, None, _plot_of(workdir, table),
+                          table)  # fmt: skip
+    return _finish(workdir, plan.ledger, models, run, rounds or BUILT_IN_ROUNDS, check)
 
 
 def _lines(proc: subprocess.Popen[str]) -> IO[str]:
@@ -225,7 +242,14 @@ def _finish(
         rng=np.random.default_rng(0),
     )
     baseline = evaluate(baseline_params, test_set)[1]
-    table = [
+    table = _table(check)
+    plot = _plot_of(workdir, table, accuracy, baseline)
+    return DemoResult(workdir, ledger, run, check, accuracy, baseline, plot, table)
+
+
+def _table(check: LedgerCheck) -> list[dict[str, Any]]:
+    """The rounds of the run as the ledger recorded them."""
+    return [
         {
             "round": r.round,
             "participants": r.participants,
@@ -237,12 +261,17 @@ def _finish(
         }
         for r in check.rounds
     ]
-    plot = _plot(workdir / "training.png", table, accuracy, baseline)
-    return DemoResult(workdir, ledger, run, check, accuracy, baseline, plot, table)
+
+
+def _plot_of(
+    workdir: Path, table: list[dict[str, Any]], accuracy: float | None = None,
+    baseline: float | None = None,
+) -> Path | None:  # fmt: skip
+    return _plot(workdir / "training.png", table, accuracy, baseline)
 
 
 def _plot(
-    path: Path, table: list[dict[str, Any]], accuracy: float, baseline: float
+    path: Path, table: list[dict[str, Any]], accuracy: float | None, baseline: float | None
 ) -> Path | None:
     """Save :func:`figure` as ``path`` (None when no round was evaluated)."""
     fig = figure(table, accuracy, baseline)
@@ -255,10 +284,13 @@ def _plot(
     return path
 
 
-def figure(table: list[dict[str, Any]], accuracy: float, baseline: float) -> Any:
+def figure(
+    table: list[dict[str, Any]], accuracy: float | None, baseline: float | None
+) -> Any:
     """Accuracy and loss per round (federated evaluation, from the ledger's close records),
-    with the two numbers the demo's headline prints: the final model's accuracy on the
-    hold-out set (a point at the last round) and the centrally trained baseline (a line)."""
+    with the two numbers the demo's headline prints for the built-in app: the final model's
+    accuracy on the hold-out set (a point at the last round) and the centrally trained
+    baseline (a line); an app of the user's has neither."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -271,10 +303,12 @@ def figure(table: list[dict[str, Any]], accuracy: float, baseline: float) -> Any
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
     acc_ax.plot(rounds, [row["eval_acc"] for row in table if "eval_acc" in row], marker="o",
                 label="federated evaluation")  # fmt: skip
-    acc_ax.plot([rounds[-1]], [accuracy], marker="*", markersize=12, linestyle="none",
-                label=f"final model, hold-out set ({accuracy:.3f})")  # fmt: skip
-    acc_ax.axhline(baseline, linestyle="--", color="grey",
-                   label=f"central baseline, hold-out set ({baseline:.3f})")  # fmt: skip
+    if accuracy is not None:
+        acc_ax.plot([rounds[-1]], [accuracy], marker="*", markersize=12, linestyle="none",
+                    label=f"final model, hold-out set ({accuracy:.3f})")  # fmt: skip
+    if baseline is not None:
+        acc_ax.axhline(baseline, linestyle="--", color="grey",
+                       label=f"central baseline, hold-out set ({baseline:.3f})")  # fmt: skip
     acc_ax.set(title="accuracy", xlabel="round", ylim=(0, 1))
     acc_ax.legend(loc="lower right", fontsize="small")
     for key, label in (("eval_loss", "evaluation"), ("train_loss", "training")):
