@@ -59,7 +59,7 @@ def test_a_service_client_outlives_runs_and_aggregator_restarts(deployment: Depl
     first = dep.server(rounds=1, address=address, min_nodes=2)
     org = client(dep, address)
     dep.client("org3", address, name="org3-first")
-    in_order(org, "org2: round 1: training", "finished (1 rounds); idle until the next run")
+    in_order(org, "org2: round 1: training", "finished (1 round); idle until the next run")
     first.expect_exit(0)
     org.wait_err(f"org2: lost the aggregator at {address} (")
     lost = next(line for line in org.err if "lost the aggregator" in line)

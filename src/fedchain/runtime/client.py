@@ -156,7 +156,8 @@ class ClientRuntime:
                 self.done.set()
 
     def _say_finished(self, run: str, view: _RunView, exiting: bool) -> None:
-        took = f"run {run} finished ({len(view.closed)} rounds)"
+        count = len(view.closed)
+        took = f"run {run} finished ({count} round{'' if count == 1 else 's'})"
         if exiting:
             say(self._events, "finished", f"{took}; exiting", run=run)
         else:
