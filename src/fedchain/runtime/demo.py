@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shutil
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -49,6 +50,7 @@ class DemoResult:
     baseline: float
     plot: Path | None
     rounds: list[dict[str, Any]] = field(default_factory=list)
+    explorer: str = ""  # the command that opens the explorer on this ledger
 
 
 def prepare_workdir(workdir: Path) -> None:
@@ -168,7 +170,9 @@ def run_demo(
             raise FedchainError(f"the aggregator failed; see {logs / 'aggregator.log'}")
     check = plan.check(models, run)
     emit("audited", {"entries": check.entries, "ok": check.ok})
-    return _finish(workdir, plan.ledger, models, run, rounds, check)
+    result = _finish(workdir, plan.ledger, models, run, rounds, check)
+    result.explorer = shlex.join(["fedchain", "explorer", *plan.explorer, "--models", str(models)])
+    return result
 
 
 def _lines(proc: subprocess.Popen[str]) -> IO[str]:
