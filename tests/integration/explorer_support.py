@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -136,17 +137,23 @@ def record_run(path: Path, consortium: Consortium, pki: Path, rounds: int, plann
     handles = {"org1": EmbeddedLedger.create(path, consortium, ids["org1"])}
     handles.update({o: EmbeddedLedger.open(path, ids[o]) for o in ("org2", "org3")})
     try:
-        handles["org1"].metadata_publish(_rec(
-            "run", "org1", app_sha256=APP, strategy_sha256=STRATEGY,
-            model_sha256=_sha("model 0"), config={"rounds": planned}))  # fmt: skip
-        for rnd in range(1, rounds + 1):
-            append_round(handles, rnd)
+        publish_run(handles, rounds, planned)
     finally:
         for handle in handles.values():
             handle.close()
 
 
-def append_round(handles: dict[str, EmbeddedLedger], rnd: int) -> None:
+def publish_run(handles: Mapping[str, Any], rounds: int, planned: int) -> None:
+    """Run r1 and its first ``rounds`` rounds, each record written by its organization's handle
+    (any backend)."""
+    handles["org1"].metadata_publish(_rec(
+        "run", "org1", app_sha256=APP, strategy_sha256=STRATEGY,
+        model_sha256=_sha("model 0"), config={"rounds": planned}))  # fmt: skip
+    for rnd in range(1, rounds + 1):
+        append_round(handles, rnd)
+
+
+def append_round(handles: Mapping[str, Any], rnd: int) -> None:
     for org, records in round_records(rnd):
         handles[org].metadata_publish(records)
 

@@ -118,7 +118,8 @@ def test_a_new_round_appears_on_the_open_page(
         assert "entry 16: close by org1 (round 3)" in page.locator("#live-feed").inner_text()
     # No reload and no polling: after the first load, only the page's own refetches.
     later = requests[loaded:]
-    assert later and all(u == f"{explorer.url}/run/{RUN}" for u in later), later
+    assert later
+    assert all(u == f"{explorer.url}/run/{RUN}" for u in later), later
 
 
 def _flip_body(path: Path, seq: int) -> None:
@@ -155,7 +156,8 @@ def test_the_report_opens_offline(recorded: Path, page: Any, tmp_path: Path) -> 
     result = explorer_cli("--ledger", recorded, "--report", RUN, "--out", out)
     assert result.returncode == 0, result.stderr
     html = out.read_text()
-    assert "<script" not in html and "<link" not in html and "src=" not in html
+    for outside in ("<script", "<link", "src="):
+        assert outside not in html
     fetched: list[str] = []
     page.context.route("**/*", lambda route: (fetched.append(route.request.url),
                                               route.continue_()))  # fmt: skip

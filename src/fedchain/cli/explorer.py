@@ -30,7 +30,8 @@ DEFAULT_ADDRESS = "127.0.0.1:8080"
 def explorer_command(
     ledger: Annotated[Path | None, Opt("--ledger", help="The embedded ledger file.")] = None,
     config: Annotated[
-        Path | None, Opt("--config", help="fedchain.toml naming the ledger (e.g. a Fabric channel).")
+        Path | None,
+        Opt("--config", help="fedchain.toml naming the ledger (e.g. a Fabric channel)."),
     ] = None,
     models: Annotated[
         Path | None, Opt("--models", help="Folder of global models <sha256>.bin to check.")

@@ -7,6 +7,7 @@ stylesheet and the SVG charts into one file that opens offline.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -106,7 +107,7 @@ class Renderer:
             "report.html", Page(live=False), run=run, charts=charts,
             rounds=[run.rounds[n] for n in sorted(run.rounds)], rows=run.contributions(),
             steps=run.lineage(), files=self._files(), checked=verdict, css=css.decode(),
-            title=f"Report of run {run.id}", generated=_time(int(datetime.now(UTC).timestamp() * 1000)),
+            title=f"Report of run {run.id}", generated=_time(int(time.time() * 1000)),
         )  # fmt: skip
 
     def missing(self, what: str, page: Page) -> str:

@@ -48,8 +48,7 @@ class ExplorerServer:
             web.get("/run/{run}", self._page(lambda r, p: self.renderer.run(r["run"], p))),
             web.get("/run/{run}/contributions",
                     self._page(lambda r, p: self.renderer.contributions(r["run"], p))),
-            web.get("/run/{run}/lineage",
-                    self._page(lambda r, p: self.renderer.lineage(r["run"], p))),
+            web.get("/run/{run}/lineage", self._lineage),
             web.get("/integrity", self._integrity),
             web.get("/events", self._events),
             web.get("/static/{name}", self._static),
@@ -85,6 +84,12 @@ class ExplorerServer:
         verdict = await asyncio.to_thread(self.source.verdict)
         body = self.renderer.integrity(verdict, Page(viewer=request["viewer"]))
         return web.Response(text=body, content_type="text/html")
+
+    async def _lineage(self, request: web.Request) -> web.StreamResponse:
+        if self.source.models is not None:  # the model files are checked with the verdict
+            await asyncio.to_thread(self.source.verdict)
+        lineage = self._page(lambda r, p: self.renderer.lineage(r["run"], p))
+        return await lineage(request)
 
     async def _static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -159,6 +164,9 @@ async def serve(
         bound = runner.addresses[0]
         shown = f"[{bound[0]}]" if ":" in str(bound[0]) else str(bound[0])
         ready(f"{'https' if tls else 'http'}://{shown}:{bound[1]}/")
+        # The first verdict in the background: a failure only the audit sees shows at once.
+        checking = asyncio.ensure_future(asyncio.to_thread(source.verdict))
         await server.follow()
+        await checking
     finally:
         await runner.cleanup()

@@ -144,16 +144,15 @@ class LedgerSource:
     def _check(self, entries: list[Entry]) -> Verdict:
         if self.path is not None:
             return self._audit_file(self.path)
-        head_hash = entries[-1].hash if entries else ""
-        base = dict(entries=len(entries), head_seq=entries[-1].seq if entries else -1,
-                    head_hash=head_hash)  # fmt: skip
+        head_seq, head_hash = (entries[-1].seq, entries[-1].hash) if entries else (-1, "")
         checked = "write rules replayed over every record (Fabric protects blocks and endorsements)"
         try:
             table = replay_table(entries)
         except LedgerCorrupted as exc:
-            return Verdict(False, checked, bad_seq=exc.seq, detail=exc.detail, **base)
+            return Verdict(False, checked, len(entries), head_seq, head_hash, bad_seq=exc.seq,
+                           detail=exc.detail)  # fmt: skip
         models = check_models(self.models, table.model_hashes) if self.models else None
-        return _with_models(Verdict(True, checked, **base), models)
+        return _with_models(Verdict(True, checked, len(entries), head_seq, head_hash), models)
 
     def _audit_file(self, path: Path) -> Verdict:
         checked = "hash chain, signatures, certificates and write rules of every entry"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
