@@ -221,9 +221,9 @@ class LedgerView:
         if record.kind == "task":
             self._task_types[key] = str(data["type"])
             rnd.tasks.append((str(record.task), str(data["type"])))
-            for recipient in data["recipients"]:
-                if recipient["org"] not in rnd.participants:
-                    rnd.participants.append(str(recipient["org"]))
+            fresh = {str(r["org"]) for r in data["recipients"]} - set(rnd.participants)
+            if fresh:
+                rnd.participants = sorted([*rnd.participants, *fresh])
         elif record.kind == "update":
             rnd.announcements.append(Announcement(
                 record.org, str(record.task), self._task_types.get(key, ""),

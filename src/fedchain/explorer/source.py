@@ -58,6 +58,7 @@ class LedgerSource:
         self._entries: list[Entry] = []
         self._lock = threading.Lock()
         self._verdict: tuple[int, Verdict] | None = None  # (view head it was computed at, it)
+        self._checking = threading.Lock()  # one verdict at a time; callers meanwhile wait for it
 
     @classmethod
     def open(
@@ -132,14 +133,15 @@ class LedgerSource:
 
     def verdict(self) -> Verdict:
         """The integrity verdict at the current head, computed once per head."""
-        with self._lock:
-            head, entries = self.view.head_seq, list(self._entries)
-        cached = self._verdict
-        if cached is not None and cached[0] == head:
-            return cached[1]
-        verdict = self._check(entries)
-        self._verdict = (head, verdict)
-        return verdict
+        with self._checking:
+            with self._lock:
+                head, entries = self.view.head_seq, list(self._entries)
+            cached = self._verdict
+            if cached is not None and cached[0] == head:
+                return cached[1]
+            verdict = self._check(entries)
+            self._verdict = (head, verdict)
+            return verdict
 
     def _check(self, entries: list[Entry]) -> Verdict:
         if self.path is not None:
