@@ -52,7 +52,6 @@ class Page:
     """Who the page is for: the viewer line shown in the header ('' in a report)."""
 
     viewer: str = ""
-    live: bool = True
 
 
 class Renderer:
@@ -104,7 +103,7 @@ class Renderer:
         css = static_file("explorer.css") or b""
         charts = [(m, line_chart(m, run.series(m))) for m in run.metric_names()]
         return self._render(
-            "report.html", Page(live=False), run=run, charts=charts,
+            "report.html", Page(), run=run, charts=charts,
             rounds=[run.rounds[n] for n in sorted(run.rounds)], rows=run.contributions(),
             steps=run.lineage(), files=self._files(), checked=verdict, css=css.decode(),
             title=f"Report of run {run.id}", generated=_time(int(time.time() * 1000)),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedchain.config import Settings
-from fedchain.errors import LedgerCorrupted
+from fedchain.errors import ConfigError, LedgerCorrupted
 from fedchain.explorer.model import LedgerView
 from fedchain.ledger.audit import MODEL_SUFFIX, audit, check_models
 from fedchain.ledger.audit_report import ModelCheck
@@ -70,7 +70,7 @@ class LedgerSource:
             return cls(EmbeddedLedger.open(ledger), path=ledger, label=str(ledger),
                        models=models, trusted=trusted)  # fmt: skip
         if settings is None:
-            raise ValueError("give a ledger file or settings")
+            raise ConfigError("give --ledger FILE or --config fedchain.toml")
         path = settings.ledger.path if settings.ledger.backend == "embedded" else None
         return cls(open_for_reading(settings, pki), path=path,
                    label=settings.ledger.describe(), models=models, trusted=trusted)  # fmt: skip
