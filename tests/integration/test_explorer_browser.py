@@ -23,9 +23,11 @@ from tests.integration.explorer_support import (
     Explorer,
     append_round,
     explorer_cli,
+    identities,
     open_writers,
     record_run,
 )
+from tests.integration.test_audit import forge
 
 from fedchain.pki import Consortium
 
@@ -149,6 +151,27 @@ def test_a_tampered_ledger_is_shown_failing_at_its_entry(
         page.goto(explorer.url + "/integrity")
         assert page.locator("#verdict h2").inner_text() == "Fails at entry 8"
         assert "hash does not match its body" in page.locator("#verdict .detail").inner_text()
+
+
+def test_a_fault_only_the_audit_sees_reaches_the_open_page(
+    recorded: Path, consortium_dir: Path, page: Any, tmp_path: Path
+) -> None:
+    """A correctly chained entry, signed with org2's real key, that the write rules refuse (a
+    task from a non-aggregator): the reader accepts it, the live verdict names it."""
+    ledger = tmp_path / "forged.sqlite"
+    shutil.copy(recorded, ledger)
+    task = {"v": 1, "kind": "task", "org": "org2", "run": RUN, "round": 3, "task": "t9",
+            "type": "train", "model_sha256": None, "deadline": 0,
+            "recipients": [{"org": "org3", "payload_sha256": "0" * 64, "payload_size": 1}]}
+    forge(identities(consortium_dir)["org2"], task)(ledger)  # entry 12
+    with Explorer("--ledger", ledger) as explorer:
+        page.goto(f"{explorer.url}/run/{RUN}")
+        banner = page.locator("#broken")
+        banner.wait_for(timeout=PAGE_WAIT)  # in the page, or pushed once the startup audit ends
+        assert "fails verification at entry 12" in banner.inner_text()
+        assert "role.aggregator_only" in banner.inner_text()
+        page.goto(explorer.url + "/integrity")
+        assert page.locator("#verdict h2").inner_text() == "Fails at entry 12"
 
 
 def test_the_report_opens_offline(recorded: Path, page: Any, tmp_path: Path) -> None:

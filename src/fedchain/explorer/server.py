@@ -114,7 +114,7 @@ class ExplorerServer:
                 for entry in self.source.entries_after(after):
                     await response.write(_event(entry))
                     after = entry.seq
-                if self.source.broken is not None and not broken_sent:
+                if self._failing() and not broken_sent:
                     await response.write(b"event: broken\ndata: {}\n\n")
                     broken_sent = True
                 try:
@@ -124,6 +124,17 @@ class ExplorerServer:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         return response
+
+    def _failing(self) -> bool:
+        """The reader refused an entry, or the latest verdict found a fault."""
+        verdict = self.source.last_verdict()
+        return self.source.broken is not None or (verdict is not None and not verdict.ok)
+
+    async def check(self) -> None:
+        """Compute the verdict now; tell open pages if it fails (they then show the banner)."""
+        verdict = await asyncio.to_thread(self.source.verdict)
+        if not verdict.ok:
+            self._notify()
 
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
@@ -165,7 +176,7 @@ async def serve(
         shown = f"[{bound[0]}]" if ":" in str(bound[0]) else str(bound[0])
         ready(f"{'https' if tls else 'http'}://{shown}:{bound[1]}/")
         # The first verdict in the background: a failure only the audit sees shows at once.
-        checking = asyncio.ensure_future(asyncio.to_thread(source.verdict))
+        checking = asyncio.ensure_future(server.check())
         await server.follow()
         await checking
     finally:
