@@ -72,7 +72,7 @@ class LedgerSource:
         if settings is None:
             raise ConfigError("give --ledger FILE or --config fedchain.toml")
         path = settings.ledger.path if settings.ledger.backend == "embedded" else None
-        return cls(open_for_reading(settings, pki), path=path,
+        return cls(open_for_reading(_without_resume_file(settings), pki), path=path,
                    label=settings.ledger.describe(), models=models, trusted=trusted)  # fmt: skip
 
     @property
@@ -172,6 +172,17 @@ class LedgerSource:
 
     def close(self) -> None:
         self.ledger.close()
+
+
+def _without_resume_file(settings: Settings) -> Settings:
+    """The settings without a Fabric resume file: that file is the organization's runtime
+    state (fedchain-client's), which the explorer must neither write nor race."""
+    fabric = settings.ledger.fabric
+    if fabric is None or fabric.resume_file is None:
+        return settings
+    ledger = settings.ledger.model_copy(update={"fabric": fabric.model_copy(
+        update={"resume_file": None})})  # fmt: skip
+    return settings.model_copy(update={"ledger": ledger})
 
 
 def _with_models(verdict: Verdict, models: ModelCheck | None) -> Verdict:
