@@ -138,3 +138,20 @@ def test_a_missing_ledger_is_one_line(tmp_path: Path) -> None:
     result = explorer_cli("--ledger", tmp_path / "none.sqlite")
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: no ledger file at {tmp_path / 'none.sqlite'}"
+
+
+def test_the_event_stream_resumes_after_the_last_entry_id(recorded: Path) -> None:
+    """What EventSource does on a reconnection: Last-Event-ID names the last entry it had."""
+    with Explorer("--ledger", recorded) as explorer:
+        host, _, port = explorer.url.removeprefix("http://").partition(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn.request("GET", "/events?after=0", headers={"Last-Event-ID": "3"})
+        stream = conn.getresponse()
+        assert stream.getheader("Content-Type") == "text/event-stream"
+        ids = []
+        while not ids or ids[-1] < 6:  # the recorded run's last entry is 6
+            line = stream.readline().decode()
+            if line.startswith("id: "):
+                ids.append(int(line[4:]))
+        conn.close()
+        assert ids == [4, 5, 6]

@@ -111,9 +111,12 @@ class ExplorerServer:
         try:
             while not self._stopping.is_set():
                 changed = self._changed
-                for entry in self.source.entries_after(after):
-                    await response.write(_event(entry))
-                    after = entry.seq
+                batch = self.source.entries_after(after)
+                while batch:  # a page far behind gets every entry it missed, in batches
+                    for entry in batch:
+                        await response.write(_event(entry))
+                    after = batch[-1].seq
+                    batch = self.source.entries_after(after)
                 if self._failing() and not broken_sent:
                     await response.write(b"event: broken\ndata: {}\n\n")
                     broken_sent = True
