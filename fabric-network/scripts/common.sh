@@ -101,8 +101,9 @@ check_ports() {
     done
     for var in "${PORT_VARS[@]}"; do
         for port in ${!var}; do
-            [[ $port =~ ^[0-9]+$ ]] && ((port > 1024 && port < 65536)) ||
+            if ! [[ $port =~ ^[0-9]+$ ]] || ((port <= 1024 || port >= 65536)); then
                 die "$var: '$port' is not a port in 1025-65535"
+            fi
             all+=("$port")
         done
     done
