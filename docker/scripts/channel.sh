@@ -33,5 +33,5 @@ create_channel
 deploy_definition
 # Ready only when every peer's discovery names every organization's peer as an endorser, so
 # the aggregator's first publish does not meet "no peer combination can satisfy the policy".
-wait_endorsers
+wait_endorsers "$CHAINCODE_NAME"
 log "channel $CHANNEL is ready; chaincode package id $(package_id)"
