@@ -68,6 +68,7 @@ def server_options(settings: Settings, **flags: Any) -> ServerOptions:
         minimum=flags.get("threshold") if flags.get("threshold") is not None else srv.threshold,
     )
     from fedchain.runtime.process import ServerOptions
+    from fedchain.transport.limits import CallLimits
 
     return ServerOptions(
         pki=pki,
@@ -84,6 +85,7 @@ def server_options(settings: Settings, **flags: Any) -> ServerOptions:
         wait_for=flags.get("wait_for"),
         selection=policy,
         max_payload_bytes=int((flags.get("max_payload_mb") or srv.max_payload_mb) * (1 << 20)),
+        limits=CallLimits(srv.max_calls_per_org, srv.max_calls, srv.stream_idle_s),
         run_config=dict(settings.run_config),
         insecure_dev=bool(flags.get("insecure_dev")) or settings.tls.insecure_dev,
         password=_password(settings, flags.get("password")),
