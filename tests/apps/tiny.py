@@ -69,7 +69,7 @@ def main(grid: Grid, context: Context) -> None:
     strategy.start(
         grid=grid,
         initial_arrays=ArrayRecord(init_params()),
-        num_rounds=int(cfg.get("rounds", 3)),
+        num_rounds=int(cfg.get("num-server-rounds", 3)),
         timeout=float(cfg.get("round-timeout", 60.0)),
         train_config=ConfigRecord({"lr": 0.5}),
     )

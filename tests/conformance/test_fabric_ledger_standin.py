@@ -157,8 +157,6 @@ def test_head_falls_back_to_every_record_on_a_channel_without_a_head(
     assert late.head() == agg.head() > 0
 
 
-
-
 def test_transient_failures_retry_the_same_transaction(
     fabric_network: StandInNetwork, open_fabric: OpenFabric, genesis_record: Record
 ) -> None:
@@ -278,10 +276,6 @@ def test_a_resume_file_from_another_channel_is_dropped(
     assert len(state.read_text().splitlines()) == 2  # header + the new genesis only
 
 
-
-
-
-
 def test_a_committed_write_the_event_stream_withholds_is_never_published_again(
     fabric_network: StandInNetwork, open_fabric: OpenFabric, genesis_record: Record
 ) -> None:
@@ -304,4 +298,3 @@ def test_a_committed_write_the_event_stream_withholds_is_never_published_again(
     fabric_network.ledger.release_delivery()
     updates = org2.metadata_get(Query(kind="update"))
     assert [(e.record.org, e.record.task) for e in updates] == [("org2", "t1"), ("org2", "t2")]
-

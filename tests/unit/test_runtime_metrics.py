@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
 from flwr.app import MetricRecord, RecordDict
 
-from fedchain.ledger import parse_record
+from fedchain.ledger import canonical_json, parse_record
+from fedchain.ledger.canonical import loads
 from fedchain.runtime.messages import num_examples, small_metrics
 from fedchain.runtime.rounds import MAX_METRICS, RoundLog, finite_metrics
 
@@ -17,7 +20,7 @@ def test_only_finite_numbers_under_ledger_names_are_kept() -> None:
         "nan": math.nan, "inf": -math.inf, "flag": True, "text": "hi", "é": 1.0, " x": 3.0,
     }  # fmt: skip
     assert finite_metrics(metrics) == {
-        "loss": 0.5, "num-examples": 10, "train_loss": 1.5, "x" * 64: 2.0,
+        "loss": 0.5, "num-examples": 10, "train_loss": 1.5, "x" * 64: 2.0, "flag": 1,
     }  # fmt: skip
 
 
@@ -55,3 +58,36 @@ def test_num_examples_that_is_not_a_finite_count_reads_as_zero() -> None:
         content = RecordDict({"m": MetricRecord({"num-examples": bad})})
         assert num_examples(content) == 0, bad
     assert num_examples(RecordDict({"m": MetricRecord({"num-examples": 7.0})})) == 7
+
+
+NUMPY_SCALARS = [
+    *(np.dtype(code).type(3) for code in "efdg"),  # float16, float32, float64, longdouble
+    *(np.dtype(code).type(-7) for code in "bhilq"),  # int8 .. int64
+    *(np.dtype(code).type(7) for code in "BHILQ"),  # uint8 .. uint64
+    np.float32(0.1), np.float64(293.7), np.bool_(True), np.bool_(False), True, False,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", NUMPY_SCALARS, ids=lambda v: f"{type(v).__name__}({v})")
+def test_numpy_scalars_and_bools_reach_the_ledger_as_plain_numbers(value: object) -> None:
+    """numpy 2 prints ``np.float64(293.7)`` as its repr: canonical JSON wrote that and the
+    organization's process died; numpy ints were dropped. Every kind is kept, as its value."""
+    kept = finite_metrics({"m": value})
+    assert list(kept) == ["m"]
+    assert type(kept["m"]) in (int, float)
+    assert kept["m"] == (int(value) if isinstance(value, bool | np.bool_) else value)
+    close = RoundLog(round=1).close_record("org1", "run1", None, {"m": value})
+    assert parse_record(close)["metrics"] == kept  # the ledger takes the record
+    assert loads(canonical_json(kept)) == kept
+
+
+def test_canonical_json_writes_number_subclasses_as_their_number() -> None:
+    """A ``float`` subclass (``np.float64``) or ``int`` subclass prints as the plain number."""
+    written = canonical_json({"a": np.float64(293.7), "b": np.float64(1e21)})
+    assert written == b'{"a":293.7,"b":1e+21}'
+
+    class Count(int):
+        def __repr__(self) -> str:
+            return "Count!"
+
+    assert canonical_json([Count(5)]) == b"[5]"

@@ -29,7 +29,10 @@ class LedgerChoice(StrEnum):
 
 @run_cli
 def demo(
-    rounds: Annotated[int, Opt(min=1, max=200, help="Federated rounds")] = 10,
+    rounds: Annotated[
+        int | None,
+        Opt(min=1, max=200, help="Rounds (built-in app: 10; --app: its num-server-rounds)"),
+    ] = None,
     workdir: Annotated[Path, Opt(help="Working folder (replaced on each demo run)")] = Path(
         "fedchain-demo"
     ),
@@ -44,16 +47,20 @@ def demo(
         Path,
         Opt(help="With --ledger fabric: the folder of fedchain.toml files network.sh wrote"),
     ] = DEFAULT_NETWORK,
+    app: Annotated[
+        Path | None, Opt("--app", help="A Flower app directory to run instead of the built-in app")
+    ] = None,
     json_output: Annotated[bool, Opt("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Train the built-in digits app across separate org processes over mTLS, then check the
     ledger (the audit of the embedded file, or the write-rule replay of a Fabric channel)."""
     from fedchain.runtime.demo import run_demo  # heavy (Flower, scikit-learn): only when used
 
-    with EventSink(as_json=json_output, rounds=rounds, label="demo") as sink:
+    shown = rounds or (None if app else 10)  # the progress bar's length
+    with EventSink(as_json=json_output, rounds=shown, label="demo") as sink:
         result = run_demo(
             workdir, rounds=rounds, orgs=orgs, secure=secure, events=sink,
-            ledger=ledger.value, network=network,
+            ledger=ledger.value, network=network, app=app,
         )  # fmt: skip
     if json_output:
         typer.echo(json.dumps(_summary(result), default=str))
@@ -98,11 +105,12 @@ def _render(result: DemoResult) -> None:
     console.print(f"audit: {status} ({check.entries} entries; {check.verified})")
     for problem in check.problems:
         console.print(f"  [red]{problem}[/]")
-    console.print(
-        f"final accuracy on the hold-out set: [bold]{result.accuracy:.3f}[/] "
-        f"(centrally trained baseline: {result.baseline:.3f})"
-    )
+    if result.accuracy is not None and result.baseline is not None:
+        console.print(
+            f"final accuracy on the hold-out set: [bold]{result.accuracy:.3f}[/] "
+            f"(centrally trained baseline: {result.baseline:.3f})"
+        )
     console.print(f"ledger: {result.ledger}")
     if result.plot is not None:
         console.print(f"plot: {result.plot}")
-    console.print(f"explore it in a browser: {result.explorer}", soft_wrap=True)
+    console.print(f"explore it in a browser: {result.explorer}", soft_wrap=True, markup=False)

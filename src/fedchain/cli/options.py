@@ -76,7 +76,8 @@ def server_options(settings: Settings, **flags: Any) -> ServerOptions:
         ledger=_ledger(settings, flags.get("ledger"), flags.get("ledger_backend")),
         app=flags.get("app") or srv.app or DEFAULT_SERVER_APP,
         address=flags.get("address") or srv.address,
-        rounds=flags.get("rounds") or srv.rounds,
+        # only when given: it overrides the app's num-server-rounds (runtime/run_config.py)
+        rounds=flags.get("rounds") or (srv.rounds if "rounds" in srv.model_fields_set else None),
         run=flags.get("run"),
         models_dir=flags.get("models") or Path("fedchain-models"),
         deadline_s=flags.get("deadline") or srv.deadline_s,

@@ -51,7 +51,7 @@ def _encode(value: Any, out: list[str], depth: int) -> None:
     elif isinstance(value, int):
         if abs(value) > MAX_SAFE_INT:
             raise RecordError(f"integer {value} is outside ±(2^53-1)")
-        out.append(str(value))
+        out.append(int.__repr__(value))  # a subclass's own repr (an enum's name) is no number
     elif isinstance(value, float):
         out.append(es_number(value))
     elif isinstance(value, str):
@@ -114,7 +114,8 @@ def es_number(x: float) -> str:
 
 def _shortest_digits(x: float) -> tuple[str, int]:
     """Shortest round-tripping decimal digits of positive ``x`` and n with x = 0.d1d2… × 10^n."""
-    mantissa, _, exponent = repr(x).partition("e")
+    # float's own repr: a subclass (numpy's float64) may print itself as ``np.float64(0.5)``
+    mantissa, _, exponent = float.__repr__(x).partition("e")
     whole, _, frac = mantissa.partition(".")
     digits = (whole + frac).lstrip("0")
     leading_zeros = len(whole + frac) - len(digits)

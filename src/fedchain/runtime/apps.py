@@ -19,11 +19,12 @@ DEFAULT_CLIENT_APP = "fedchain.examples.digits:client_app"
 
 @dataclass(frozen=True)
 class AppRef:
-    """Where an app component lives: ``module:attr``, plus the directory to import it from."""
+    """Where an app component lives: ``module:attr``, plus the directory to import it from
+    and, for a Flower app directory, its ``[tool.flwr.app.config]`` (flattened)."""
 
     reference: str
     directory: Path | None = None
-    run_config: dict[str, Any] | None = None
+    run_config: dict[str, Any] | None = None  # None: a module:attr reference, no app config
 
 
 def resolve_app(spec: str, component: str) -> AppRef:
@@ -47,8 +48,26 @@ def _from_directory(path: Path, component: str) -> AppRef:
     reference = app.get("components", {}).get(component)
     if not isinstance(reference, str) or ":" not in reference:
         raise ConfigError(f"{pyproject}: [tool.flwr.app.components] has no {component}")
-    run_config = app.get("config") if isinstance(app.get("config"), dict) else None
-    return AppRef(reference, path.resolve(), run_config)
+    return AppRef(reference, path.resolve(), _flat_config(app.get("config") or {}, pyproject))
+
+
+def _flat_config(table: Any, source: Path, prefix: str = "") -> dict[str, Any]:
+    """``[tool.flwr.app.config]`` as Flower reads it: nested tables become dotted keys, values
+    must be strings, booleans, integers or floats."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [tool.flwr.app.config] must be a table")
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flat_config(value, source, f"{name}."))
+        elif isinstance(value, str | bool | int | float):
+            flat[name] = value
+        else:
+            raise ConfigError(
+                f"{source}: setting {name!r} must be a string, boolean, integer or float"
+            )
+    return flat
 
 
 def load_component(ref: AppRef) -> Any:

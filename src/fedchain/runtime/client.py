@@ -37,6 +37,8 @@ from fedchain.runtime.messages import (
 )
 from fedchain.runtime.nodes import node_id
 from fedchain.runtime.retry import publish
+from fedchain.runtime.rounds import RUN_END
+from fedchain.runtime.run_config import RunConfig, ledger_config, split_run_config
 from fedchain.transport import DataPlaneClient
 from fedchain.transport.flower_codec import encode_message
 
@@ -58,10 +60,10 @@ class ClientSettings:
 
 @dataclass
 class _RunView:
-    rounds: int | None
-    config: dict[str, Any]
+    config: dict[str, Any]  # the run record's (numbers)
     closed: set[int] = field(default_factory=set)
     context: Context | None = None
+    run_config: RunConfig | None = None  # the typed settings the context was built with
 
 
 class ClientRuntime:
@@ -130,15 +132,14 @@ class ClientRuntime:
             return
         run = str(record.run)
         if record.kind == "run":
-            rounds = record["config"].get("rounds")
-            self._runs[run] = _RunView(int(rounds) if rounds else None, dict(record["config"]))
+            self._runs[run] = _RunView(dict(record["config"]))
         elif (record.kind == "update" and record.org == self.org) or record.kind == "selection":
             self._answered.add((run, str(record.task)))  # answered, or too late: selected
         elif record.kind == "close" and run in self._runs:
             view = self._runs[run]
             view.closed.add(int(record["round"]))
             self._drop_round(run, int(record["round"]))
-            finished = bool(view.rounds) and max(view.closed) >= (view.rounds or 0)
+            finished = RUN_END in record["metrics"]  # the ServerApp returned (or failed)
             if self.settings.exit_when_done and finished and (live or self.settings.run):
                 self.done.set()
 
@@ -164,10 +165,11 @@ class ClientRuntime:
         run, rnd, task_id = str(task.run), int(task["round"]), str(task.task)
         self._events("task", {"round": rnd, "task": task_id, "type": task["type"]})
         try:
-            message = self._fetch(task)
+            message, config = self._fetch(task)
+            context = self._context(run, view, config)
             anchor = LedgerAnchor(self.ledger, run=run, round=rnd, task=task_id)
             with anchored(anchor):  # lets a secure-aggregation mod anchor keys on the ledger
-                reply = self._call_app(message, self._context(run, view))
+                reply = self._call_app(message, context)
         except FedchainError as exc:
             self._announce_error(task, f"{type(exc).__name__}: {exc}")
             return
@@ -189,12 +191,14 @@ class ClientRuntime:
             self._pending[run, task_id] = (rnd, data, digest)
             self._events("announced", {"round": rnd, "task": task_id, "bytes": len(data)})
 
-    def _fetch(self, task: Record) -> Message:
+    def _fetch(self, task: Record) -> tuple[Message, RunConfig | None]:
+        """The task's message (checked against the ledger) and the run config it carried."""
         mine = next(r for r in task["recipients"] if r["org"] == self.org)
         data = self.dataplane.fetch(
             mine["payload_sha256"], max_size=self.settings.max_payload_bytes
         )
         message = decode_payload(data)
+        config = split_run_config(message.content)
         expected = task["model_sha256"]
         if expected is not None:
             arrays = single_arrays(message.content)
@@ -207,7 +211,7 @@ class ClientRuntime:
             dst_node_id=node_id(self.org),
             run_id=run_number(str(task.run)),
             message_type=str(task["type"]),
-        )
+        ), config
 
     def _call_app(self, message: Message, context: Context) -> Message:
         bind_task_identity(context.run_id, context.node_id)
@@ -217,7 +221,16 @@ class ClientRuntime:
             log.exception("ClientApp failed")
             raise FedchainError(f"{type(exc).__name__}: {exc}") from exc
 
-    def _context(self, run: str, view: _RunView) -> Context:
+    def _context(self, run: str, view: _RunView, config: RunConfig | None) -> Context:
+        """The ClientApp's context for ``run`` (one per run: its ``state`` persists), its
+        ``run_config`` the typed settings the task carried; they must agree with the run
+        record's numbers and with every earlier task of the run."""
+        settings: RunConfig = dict(view.config) if config is None else config
+        if ledger_config(settings) != view.config:
+            raise FedchainError("the task's run config differs from the run record's config")
+        if view.run_config is not None and _typed(settings) != _typed(view.run_config):
+            raise FedchainError("the task's run config differs from the run's earlier tasks")
+        view.run_config = settings
         if view.context is None:
             index = self._orgs.index(self.org) if self.org in self._orgs else 0
             node_config = {
@@ -227,7 +240,7 @@ class ClientRuntime:
                 **self.settings.node_config,
             }
             view.context = Context(
-                run_number(run), node_id(self.org), node_config, RecordDict(), dict(view.config)
+                run_number(run), node_id(self.org), node_config, RecordDict(), dict(settings)
             )
         return view.context
 
@@ -290,3 +303,8 @@ class ClientRuntime:
     def history(self) -> list[Entry]:
         """Every entry of the followed run(s), for reports."""
         return self.ledger.metadata_get(Query(run=self.settings.run))
+
+
+def _typed(config: RunConfig) -> list[tuple[str, str, Any]]:
+    """``config`` compared with its types (``True == 1`` and ``1 == 1.0`` in Python)."""
+    return sorted((k, type(v).__name__, v) for k, v in config.items())

@@ -35,6 +35,7 @@ __all__ = ["DemoResult", "run_demo"]
 
 MARKER = ".fedchain-demo"
 LOCAL_EPOCHS = 5  # the built-in app's default: the baseline sees as many passes over the data
+BUILT_IN_ROUNDS = 10
 Events = Callable[[str, dict[str, Any]], None]
 
 
@@ -46,8 +47,8 @@ class DemoResult:
     ledger: str  # the ledger file, or which Fabric channel
     run: str
     check: LedgerCheck
-    accuracy: float
-    baseline: float
+    accuracy: float | None  # the built-in app's only (a user's app has its own evaluation)
+    baseline: float | None
     plot: Path | None
     rounds: list[dict[str, Any]] = field(default_factory=list)
     explorer: str = ""  # the command that opens the explorer on this ledger
@@ -120,20 +121,30 @@ def _processes() -> Iterator[list[subprocess.Popen[str]]]:
 def run_demo(
     workdir: Path,
     *,
-    rounds: int = 10,
+    rounds: int | None = None,
     orgs: int | None = None,
     secure: bool = False,
     events: Events | None = None,
     ledger: str = "embedded",
     network: Path = DEFAULT_NETWORK,
+    app: Path | None = None,
 ) -> DemoResult:
     """Run the demo end to end and return its results (raises FedchainError on failure).
 
     ``ledger="embedded"``: a new consortium of ``orgs`` (default 3) organizations and a ledger
     file in ``workdir``. ``ledger="fabric"``: the organizations of the running Fabric network
     whose fedchain.toml files are in ``network``; ``orgs`` is refused there (ConfigError).
+    ``app``: a Flower app directory to run instead of the built-in app (``rounds``, when
+    given, sets its ``num-server-rounds``; it has no accuracy of the demo's to report).
     """
     emit = events or (lambda _n, _d: None)
+    if app is not None and secure:
+        raise ConfigError("--secure runs the built-in app with secure aggregation; with --app "
+                          "the app chooses its own strategy and mods")  # fmt: skip
+    if app is not None and not (app / "pyproject.toml").is_file():
+        raise ConfigError(f"--app {app}: not a Flower app directory (no pyproject.toml)")
+    if app is None and rounds is None:
+        rounds = BUILT_IN_ROUNDS
     if ledger == "fabric" and orgs is not None:
         raise ConfigError(
             "--orgs applies to the embedded ledger; on Fabric the network's organizations "
@@ -151,17 +162,19 @@ def run_demo(
     logs.mkdir()
     emit("consortium", {"ledger": plan.ledger, "orgs": plan.orgs})
     server_args = [
-        *plan.server_args, "--models", str(models), "--rounds", str(rounds),
-        "--min-nodes", str(len(plan.orgs)), "--deadline", "60",
+        *plan.server_args, "--models", str(models), "--min-nodes", str(len(plan.orgs)),
+        "--deadline", "60", *(["--rounds", str(rounds)] if rounds is not None else []),
     ]  # fmt: skip
+    apps = [] if app is None else ["--app", str(app.resolve())]
     if secure:
         server_args += ["--app", "fedchain.examples.digits:secure_server_app"]
+    server_args += apps
     with _processes() as procs:
         server = _start(procs, "fedchain.cli.server", server_args, logs / "aggregator.log",
                         capture=True)  # fmt: skip
         address, run = _await_listening(server, logs / "aggregator.log")
         for org, args in plan.client_args.items():
-            client_args = [*args, "--server", address, "--exit-when-done"]
+            client_args = [*args, "--server", address, "--exit-when-done", *apps]
             if secure:
                 client_args += ["--app", "fedchain.examples.digits:secure_client_app"]
             _start(procs, "fedchain.cli.client", client_args, logs / f"{org}.log", capture=False)
@@ -170,7 +183,12 @@ def run_demo(
             raise FedchainError(f"the aggregator failed; see {logs / 'aggregator.log'}")
     check = plan.check(models, run)
     emit("audited", {"entries": check.entries, "ok": check.ok})
-    result = _finish(workdir, plan.ledger, models, run, rounds, check)
+    if app is not None:
+        table = _table(check)
+        result = DemoResult(workdir, plan.ledger, run, check, None, None,
+                            _plot_of(workdir, table), table)  # fmt: skip
+    else:
+        result = _finish(workdir, plan.ledger, models, run, rounds or BUILT_IN_ROUNDS, check)
     result.explorer = shlex.join(["fedchain", "explorer", *plan.explorer, "--models", str(models)])
     return result
 
@@ -229,7 +247,14 @@ def _finish(
         rng=np.random.default_rng(0),
     )
     baseline = evaluate(baseline_params, test_set)[1]
-    table = [
+    table = _table(check)
+    plot = _plot_of(workdir, table)
+    return DemoResult(workdir, ledger, run, check, accuracy, baseline, plot, table)
+
+
+def _table(check: LedgerCheck) -> list[dict[str, Any]]:
+    """The rounds of the run as the ledger recorded them."""
+    return [
         {
             "round": r.round,
             "participants": r.participants,
@@ -240,8 +265,10 @@ def _finish(
         }
         for r in check.rounds
     ]
-    plot = _plot(workdir / "training.png", table)
-    return DemoResult(workdir, ledger, run, check, accuracy, baseline, plot, table)
+
+
+def _plot_of(workdir: Path, table: list[dict[str, Any]]) -> Path | None:
+    return _plot(workdir / "training.png", table)
 
 
 def _plot(path: Path, table: list[dict[str, Any]]) -> Path | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,12 +39,15 @@ from fedchain.runtime.messages import (
 from fedchain.runtime.nodes import NodeMap
 from fedchain.runtime.receive import Events, Receiver, Sent
 from fedchain.runtime.retry import publish
-from fedchain.runtime.rounds import RoundLog, TaskInfo
+from fedchain.runtime.rounds import RUN_END, RoundLog, TaskInfo, finite_metrics, with_run_end
+from fedchain.runtime.run_config import with_run_config
 from fedchain.runtime.runs import ResumePoint, resume_point, run_record
 from fedchain.runtime.selection import SelectionPolicy, take_all
 from fedchain.transport import DataPlaneServer
 
 __all__ = ["GridSettings", "LedgerGrid"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,7 +62,8 @@ class GridSettings:
     max_reply_bytes: int = 1 << 30
     models_dir: Path | None = None
     app_sha256: str = "0" * 64
-    config: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # the run record's (numbers)
+    run_config: dict[str, Any] | None = None  # typed, sent with every task (run_config.py)
 
 
 class LedgerGrid(Grid):
@@ -100,6 +105,8 @@ class LedgerGrid(Grid):
         self._run_started = False
         self._known_model: tuple[ArrayRecord, str] | None = None
         self._held: list[tuple[dict[str, Any], dict[str, Any]]] = []  # close records, events
+        self._serving = False  # inside closing_rounds(): every close waits for the next write
+        self.strategies_started = 0  # LedgerStrategy runs started on this grid (this process)
 
     # -- Grid API -----------------------------------------------------------------------
 
@@ -133,8 +140,15 @@ class LedgerGrid(Grid):
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
-        ids = list(self._push(list(messages), timeout or self.settings.deadline_s))
+        ids = list(self._push(list(messages), self.effective_deadline(timeout)))
         return self._receiver.gather(ids)
+
+    def effective_deadline(self, timeout: float | None) -> float:
+        """Seconds a task waits for replies: the smaller of the strategy's ``timeout`` (Flower's
+        ``Strategy.start`` passes 3600 by default) and the aggregator's ``--deadline``."""
+        if timeout is None or timeout <= 0:
+            return self.settings.deadline_s
+        return min(float(timeout), self.settings.deadline_s)
 
     # -- runs and rounds ----------------------------------------------------------------
 
@@ -188,8 +202,21 @@ class LedgerGrid(Grid):
         record = log_.close_record(self.ledger.org, self.settings.run, model_sha256, metrics)
         log_.closed = True
         self._held.append((record, {"round": rnd, "model_sha256": model_sha256, **(metrics or {})}))
-        if not defer:
+        if not defer and not self._serving:
             self.flush()
+
+    def add_close_metrics(self, rnd: int, metrics: dict[str, Any]) -> None:
+        """Add ``metrics`` to round ``rnd``'s ``close`` record while it is held back (a
+        ServerApp's central evaluation comes after the round closed)."""
+        for record, event in self._held:
+            if record["round"] == rnd:
+                end = record["metrics"].get(RUN_END)
+                record["metrics"] = finite_metrics(record["metrics"], metrics)
+                if end is not None:
+                    record["metrics"] = with_run_end(record["metrics"], failed=end == 0)
+                event.update(record["metrics"])
+                return
+        log.info("round %d is already on the ledger: its central evaluation is not", rnd)
 
     def flush(self) -> None:
         """Publish any ``close`` record held back by ``close_round(..., defer=True)``."""
@@ -198,17 +225,37 @@ class LedgerGrid(Grid):
 
     @contextlib.contextmanager
     def closing_rounds(self) -> Iterator[None]:
-        """Around a ServerApp: afterwards close the rounds it left open; if it fails, still
-        write the closes it had made (held for the next tasks that will not come)."""
+        """Around a ServerApp: the run ends when it returns or raises (:meth:`end_run`). Until
+        then every ``close`` is held for the next write, so the last one can carry the end."""
+        self._serving = True
         try:
             yield
         except Exception:
             with contextlib.suppress(FedchainError):  # the app's error is the one to report
-                self.flush()
+                self.end_run(failed=True)
             raise
+        finally:
+            self._serving = False
+        self.end_run(failed=False)
+
+    def end_run(self, *, failed: bool) -> None:
+        """Close the rounds left open and mark the last ``close`` as the run's end
+        (:data:`~fedchain.runtime.rounds.RUN_END`): organizations with ``--exit-when-done``
+        exit on it, whatever the app's round count or numbering."""
         for rnd in self.open_rounds():
             self.close_round(rnd, model_sha256=None, defer=True)
+        if self._held:
+            record, event = self._held[-1]
+            record["metrics"] = with_run_end(record["metrics"], failed=failed)
+            event[RUN_END] = record["metrics"][RUN_END]
+        elif self._run_started:
+            log.warning("run %s: no round left to close, so its end is not recorded",
+                        self.settings.run)  # fmt: skip
         self.flush()
+
+    def last_round(self) -> int:
+        """The highest round this grid has opened (0 before any)."""
+        return max(self._rounds, default=0)
 
     def open_rounds(self) -> list[int]:
         return sorted(r for r, lg in self._rounds.items() if not lg.closed)
@@ -277,7 +324,10 @@ class LedgerGrid(Grid):
         for msg in group:
             org = self.nodes.org(msg.metadata.dst_node_id)
             if id(msg.content) not in payloads:
-                data = encode_payload(msg.content, mtype, msg.metadata.group_id, msg.metadata.ttl)
+                content = msg.content
+                if self.settings.run_config is not None:
+                    content = with_run_config(content, self.settings.run_config)
+                data = encode_payload(content, mtype, msg.metadata.group_id, msg.metadata.ttl)
                 payloads[id(msg.content)] = (sha256_hex(data), data)
             digest, data = payloads[id(msg.content)]
             self.dataplane.offer(digest, data, [org], verify=False)

@@ -19,6 +19,7 @@ from flwr.app import Context, RecordDict
 
 from fedchain.config import LedgerSettings
 from fedchain.errors import ConfigError, LedgerNotFound
+from fedchain.flower.recorded import ledger_recorded
 from fedchain.ledger import Ledger, Query
 from fedchain.ledger.checkpoint import GuardedLedger
 from fedchain.ledger.embedded import EmbeddedLedger
@@ -28,6 +29,7 @@ from fedchain.runtime.apps import AppRef, load_component, resolve_app
 from fedchain.runtime.client import ClientRuntime, ClientSettings
 from fedchain.runtime.grid import GridSettings, LedgerGrid
 from fedchain.runtime.messages import run_number
+from fedchain.runtime.run_config import effective_run_config, ledger_config
 from fedchain.runtime.runs import app_sha256, resume_point
 from fedchain.runtime.selection import SelectionPolicy, take_all
 from fedchain.transport import CallLimits, DataPlaneClient, DataPlaneServer
@@ -47,7 +49,7 @@ class ServerOptions:
     ledger: LedgerSettings
     app: str
     address: str = "127.0.0.1:9443"
-    rounds: int = 3
+    rounds: int | None = None  # --rounds: the app's num-server-rounds (see runtime.run_config)
     run: str | None = None
     models_dir: Path = Path("fedchain-models")
     deadline_s: float = 600.0
@@ -124,8 +126,7 @@ def choose_run(ledger: Ledger, app_hash: str, requested: str | None) -> str:
         record = entry.record
         if record["app_sha256"] != app_hash:
             continue
-        point = resume_point(ledger, str(record.run))
-        if point.rounds is None or point.rounds_closed < point.rounds:
+        if not resume_point(ledger, str(record.run)).ended:
             return str(record.run)
         break
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -141,6 +142,11 @@ def _wait_for_nodes(
             pass
 
 
+def _count(value: Any) -> int:
+    """A count setting (``min-nodes``) of the run config; 0 when absent or not an integer."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def serve(options: ServerOptions, events: Events | None = None) -> str:
     """Run the aggregator: data plane up, the ServerApp on a ``LedgerGrid``; returns the run id."""
     consortium = load_consortium(options.pki)
@@ -150,6 +156,7 @@ def serve(options: ServerOptions, events: Events | None = None) -> str:
             f"{identity.org} is not the consortium's aggregator ({consortium.aggregator})"
         )
     ref: AppRef = resolve_app(options.app, "serverapp")
+    config = effective_run_config(ref, options.run_config, options.rounds)
     server_app = load_component(ref)
     ledger = _open_or_create(options.ledger, identity, consortium)
     dataplane = DataPlaneServer(
@@ -165,12 +172,6 @@ def serve(options: ServerOptions, events: Events | None = None) -> str:
         run = choose_run(ledger, code_hash, options.run)
         host = options.address.rsplit(":", 1)[0]
         (events or (lambda _n, _d: None))("listening", {"address": f"{host}:{port}", "run": run})
-        config = {**(ref.run_config or {}), **options.run_config, "rounds": options.rounds}
-        numeric = {
-            k: v
-            for k, v in config.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        }
         grid = LedgerGrid(
             ledger,
             dataplane,
@@ -183,19 +184,22 @@ def serve(options: ServerOptions, events: Events | None = None) -> str:
                 max_reply_bytes=options.max_payload_bytes,
                 models_dir=options.models_dir,
                 app_sha256=code_hash,
-                config=numeric,
+                config=ledger_config(config),
+                run_config=config,
             ),
             present=dataplane.present,
             events=events,
         )
-        needed = options.min_nodes or int(config.get("min-nodes", 0) or 0)
+        needed = options.min_nodes or _count(config.get("min-nodes"))
         if needed:
             _wait_for_nodes(
                 dataplane.present, needed, options.deadline_s, dataplane.presence_changed
             )
-        config.setdefault("min-replies", options.min_replies)
-        context = Context(run_number(run), 0, {}, RecordDict(), config)
-        with grid.closing_rounds():
+        server_config: dict[str, Any] = dict(config)
+        if ref.run_config is None:  # the module:attr apps' extra setting (the built-in app's)
+            server_config.setdefault("min-replies", options.min_replies)
+        context = Context(run_number(run), 0, {}, RecordDict(), server_config)
+        with grid.closing_rounds(), ledger_recorded(options.min_replies, options.models_dir):
             server_app(grid, context)
         return run
     finally:

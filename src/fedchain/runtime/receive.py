@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flwr.app import ArrayRecord, Error, Message
+from flwr.common.constant import ErrorCode
 
 from fedchain.errors import (
     FedchainError,
@@ -212,9 +213,7 @@ class Receiver:
             data = future.result(timeout=max(deadline - time.monotonic(), 0.0))
             reply = checked_reply(org, mid, sent, data, info.announced[org])
         except (UpdateRejected, PayloadTooLarge, HashMismatch) as exc:  # refused, with a reason
-            reason = exc.reason if isinstance(exc, UpdateRejected) else str(exc)
-            rlog.rejected[org] = reason
-            self._events("rejected", {"round": info.round, "org": org, "reason": reason})
+            self._refuse(info, org, exc.reason if isinstance(exc, UpdateRejected) else str(exc))
             return
         except (FutureTimeout, TransportError, FedchainError) as exc:
             future.cancel()
@@ -222,7 +221,7 @@ class Receiver:
             log.warning("no usable upload from %s for %s: %s", org, info.task, exc)
             return
         except Exception as exc:  # noqa: BLE001 - a malformed payload from a peer
-            rlog.rejected[org] = f"undecodable reply: {type(exc).__name__}"
+            self._refuse(info, org, f"undecodable reply: {type(exc).__name__}")
             return
         if info.type.startswith("train") and sent.arrays is not None:  # a model was sent
             rlog.aggregated[org] = str(info.announced[org]["update_sha256"])
@@ -240,10 +239,17 @@ class Receiver:
             if reply is not None and not reply.has_error() and kind in {"train", "evaluate"}:
                 shapes[org] = reply_shape(reply.content)
         for org, reason in inconsistent(shapes, self.ledger.org).items():
-            del self.replies[info.recipients[org]]
             rlog.aggregated.pop(org, None)
-            rlog.rejected[org] = reason
-            self._events("rejected", {"round": info.round, "org": org, "reason": reason})
+            self._refuse(info, org, reason)
+
+    def _refuse(self, info: TaskInfo, org: str, reason: str) -> None:
+        """Record ``org``'s refused reply (the reason goes on the ``close`` record) and hand the
+        strategy an error reply in its place, as Flower's runtime does for a failed node: the
+        strategy counts it among its failures (DP wrappers and custom strategies see it)."""
+        self._round_log(info.round).rejected[org] = reason
+        mid = info.recipients[org]
+        self.replies[mid] = self._error_reply(mid, f"refused by the aggregator: {reason}")
+        self._events("rejected", {"round": info.round, "org": org, "reason": reason})
 
     def _addressed(self, reply: Message, mid: str, sent: Sent) -> Message:
         """``reply`` with the metadata of an answer to ``sent`` (as Flower's own grid sets it)."""
@@ -261,7 +267,7 @@ class Receiver:
     def _error_reply(self, mid: str, reason: str) -> Message:
         """The error reply Flower expects from a recipient that announced a failure."""
         sent = self.sent[mid]
-        reply = Message(Error(code=0, reason=reason), reply_to=sent.message)
+        reply = Message(Error(code=ErrorCode.UNKNOWN, reason=reason), reply_to=sent.message)
         return with_metadata(
             reply, src_node_id=self.nodes.node(sent.org), message_id=f"{mid}/reply"
         )

@@ -8,12 +8,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from fedchain.ledger.canonical import MAX_SAFE_INT
 
-__all__ = ["MAX_METRICS", "RoundLog", "TaskInfo", "finite_metrics"]
+__all__ = ["MAX_METRICS", "RUN_END", "RoundLog", "TaskInfo", "finite_metrics", "with_run_end"]
 
 #: At most this many metrics go in a ledger record (the ledger's own limit).
 MAX_METRICS = 64
+#: The metric of a run's last ``close`` record that says the run ended: 1 when the ServerApp
+#: returned, 0 when it raised. Organizations with ``--exit-when-done`` exit on it; a run that
+#: carries it is not resumed.
+RUN_END = "fedchain:run-end"
 _METRIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")  # the ledger's metric names
 
 
@@ -72,13 +78,21 @@ class RoundLog:
         }
 
 
+def with_run_end(metrics: Mapping[str, float], *, failed: bool) -> dict[str, float]:
+    """``metrics`` of a ``close`` record marked as the run's last (kept within the limit)."""
+    kept = dict(sorted((k, v) for k, v in metrics.items() if k != RUN_END)[: MAX_METRICS - 1])
+    return {**kept, RUN_END: 0 if failed else 1}
+
+
 def finite_metrics(*sources: Mapping[str, Any]) -> dict[str, float]:
     """The metrics a ledger record may carry: finite numbers under ledger metric names.
 
     Metrics are informative, so what the ledger would refuse is left out rather than failing
     the record: spaces in names become ``_``, names are cut to 64 characters and dropped if still
-    not valid; values that are not finite ints or floats are dropped, and ints beyond JSON's
-    exact range (2^53) become floats. A later source overrides an earlier one; the first
+    not valid; values that are not finite numbers are dropped, and ints beyond JSON's exact range
+    (2^53) become floats. NumPy scalars of every kind become the Python number they hold
+    (``np.float64`` is a ``float`` subclass whose ``repr`` is not a JSON number), and booleans
+    (Python's or NumPy's) become 1 or 0. A later source overrides an earlier one; the first
     :data:`MAX_METRICS` names in sorted order are kept.
     """
     found: dict[str, float] = {}
@@ -92,9 +106,16 @@ def finite_metrics(*sources: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _ledger_number(value: Any) -> float | None:
-    """``value`` as a number canonical JSON can carry exactly, or None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """``value`` as a plain ``int`` or ``float`` canonical JSON can carry exactly, or None."""
+    if isinstance(value, np.floating):
+        value = float(value)  # float16/32/64 and longdouble (whose item() stays numpy)
+    elif isinstance(value, np.integer | np.bool_):
+        value = value.item()  # np.int*/uint*, np.bool_: the Python value
+    if isinstance(value, bool):
+        return int(value)
+    if not isinstance(value, int | float):
         return None
+    value = int(value) if isinstance(value, int) else float(value)  # subclasses: plain
     if isinstance(value, int):
         if abs(value) <= MAX_SAFE_INT:
             return value

@@ -10,18 +10,20 @@ from typing import Any
 
 from fedchain.hashing import sha256_hex
 from fedchain.ledger import Ledger, Query, canonical_json
+from fedchain.runtime.rounds import RUN_END
 
 __all__ = ["ResumePoint", "app_sha256", "resume_point", "run_record", "strategy_sha256"]
 
 
 @dataclass(frozen=True)
 class ResumePoint:
-    """The state of a run on the ledger: started?, rounds closed, and the model to go on from."""
+    """The state of a run on the ledger: started?, rounds closed, the model to go on from, and
+    whether the run ended (its ServerApp returned or failed)."""
 
     started: bool
     rounds_closed: int
     model_sha256: str | None
-    rounds: int | None
+    ended: bool = False
 
 
 def run_record(
@@ -45,15 +47,17 @@ def resume_point(ledger: Ledger, run: str) -> ResumePoint:
     entries = ledger.metadata_get(Query(run=run))
     started = [e for e in entries if e.record.kind == "run"]
     if not started:
-        return ResumePoint(False, 0, None, None)
+        return ResumePoint(False, 0, None)
     model = started[0].record["model_sha256"]
-    rounds = started[0].record["config"].get("rounds")
-    closed = 0
+    closed, ended = 0, False
     for entry in entries:
-        if entry.record.kind == "close" and int(entry.record["round"]) > closed:
+        if entry.record.kind != "close":
+            continue
+        ended = ended or RUN_END in entry.record["metrics"]
+        if int(entry.record["round"]) > closed:
             closed = int(entry.record["round"])
             model = entry.record["model_sha256"] or model
-    return ResumePoint(True, closed, model, int(rounds) if rounds is not None else None)
+    return ResumePoint(True, closed, model, ended)
 
 
 def app_sha256(target: object) -> str:

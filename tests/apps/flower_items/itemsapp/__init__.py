@@ -1,0 +1,1 @@
+"""fedchain's issue-13 test app (a Flower app directory)."""

@@ -1,0 +1,1 @@
+"""A conformance app (see the pyproject.toml next to this package)."""
