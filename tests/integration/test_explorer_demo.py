@@ -49,6 +49,8 @@ def test_the_demo_run_in_a_browser(demo: dict[str, Any], browser: Any) -> None:
             assert row.locator("td.status").inner_text() == "finished"
             page.goto(f"{explorer.url}/run/{run}")
             assert page.locator("#rounds tbody tr").count() == ROUNDS
+            last = page.locator(f'#rounds tr[data-round="{ROUNDS}"] .tag.end')
+            assert last.inner_text() == "run ended"  # the close record's fedchain:run-end
             charts = page.locator("svg.chart")
             assert charts.count() >= 2  # eval_acc, eval_loss, train_loss
             for i in range(charts.count()):

@@ -120,3 +120,16 @@ def test_a_chart_has_one_point_per_round() -> None:
     assert line_chart("x", []) == ""
     flat = line_chart("x", [(1, 2.0), (2, 2.0)])  # a constant series still draws
     assert flat.count('class="pt"') == 2
+
+
+def test_the_run_end_marker_decides_the_status_and_is_never_charted() -> None:
+    for value, status in ((1, "finished"), (0, "failed")):
+        view = LedgerView()
+        metrics = {"acc": 0.5, "fedchain:run-end": value}
+        view.add_all(entries(RUN, task(1, "t1"), update("a", 1, "t1", 10),
+                             close(1, sha("m1"), [], metrics=metrics)))  # fmt: skip
+        run = view.runs["r"]
+        assert (run.rounds_done, run.planned, run.status) == (1, 3, status)  # ended early
+        assert run.rounds[1].end == value
+        assert run.metric_names() == ["acc"]
+        assert run.rounds[1].metrics == {"acc": 0.5}

@@ -11,8 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fedchain.ledger.base import Entry
+from fedchain.runtime.rounds import RUN_END
 
 __all__ = ["Announcement", "Contribution", "LedgerView", "ModelStep", "Round", "Run"]
+
+#: Close-record metrics under this prefix are fedchain's markers (e.g. the run's end), not a
+#: model's metrics: they are shown as such, never charted.
+MARKER_PREFIX = "fedchain:"
 
 
 @dataclass
@@ -45,6 +50,7 @@ class Round:
     rejected: list[dict[str, str]] = field(default_factory=list)
     model_sha256: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    end: float | None = None  # the run's end marker: 1 the ServerApp returned, 0 it raised
     first_seq: int = 0
     close_seq: int | None = None
     close_ts: int | None = None
@@ -86,7 +92,11 @@ class Run:
 
     @property
     def status(self) -> str:
-        """``finished`` once the planned rounds closed, else ``in progress``."""
+        """``finished`` or ``failed`` by the run's end marker; without one (a ledger from
+        before it, or a run in progress), ``finished`` once the planned rounds closed."""
+        ends = [r.end for r in self.rounds.values() if r.end is not None]
+        if ends:
+            return "finished" if ends[-1] == 1 else "failed"
         planned = self.planned
         if planned is not None and self.rounds_done >= planned:
             return "finished"
@@ -243,4 +253,6 @@ class LedgerView:
             rnd.dropouts = [dict(d) for d in data["dropouts"]]
             rnd.rejected = [dict(r) for r in data["rejected"]]
             rnd.model_sha256 = data["model_sha256"]
-            rnd.metrics = dict(data["metrics"])
+            metrics = dict(data["metrics"])
+            rnd.end = metrics.get(RUN_END)
+            rnd.metrics = {k: v for k, v in metrics.items() if not k.startswith(MARKER_PREFIX)}
