@@ -136,6 +136,8 @@ class ServerSettings(_Section):
     selection_key: str = "num-examples"
     k: Annotated[int, Field(ge=1)] | None = None
     threshold: float | None = None
+    secure: bool = False  # secure aggregation around the app's strategy
+    max_weight: Annotated[int, Field(ge=1)] = 100_000  # largest sample count of one org
 
     @model_validator(mode="after")
     def _selection_parameters(self) -> ServerSettings:

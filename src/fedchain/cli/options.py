@@ -85,6 +85,9 @@ def server_options(settings: Settings, **flags: Any) -> ServerOptions:
         wait_for=flags.get("wait_for"),
         selection=policy,
         max_payload_bytes=int((flags.get("max_payload_mb") or srv.max_payload_mb) * (1 << 20)),
+        secure_max_weight=(flags.get("max_weight") or srv.max_weight)
+        if flags.get("secure") or srv.secure
+        else None,
         run_config=dict(settings.run_config),
         insecure_dev=bool(flags.get("insecure_dev")) or settings.tls.insecure_dev,
         password=_password(settings, flags.get("password")),
