@@ -53,6 +53,7 @@ def simulate(app_dir: Path, nodes: int, overrides: dict[str, Any]) -> None:
         server_app_context=Context(RUN_ID, 0, {}, RecordDict(), config),
         app_dir=str(app_dir),
         run=run,
+        is_app=True,  # the nodes read the run config from app_dir, as under `flwr run`
     )
 
 

@@ -49,6 +49,18 @@ def _start(
     return agg, clients
 
 
+def _run_to_end(dep: Deployment, tmp_path: Path, settings: str, *flags: str) -> tuple[Proc, Path]:
+    """Run the app until every process exited by itself (the organizations with
+    ``--exit-when-done``: the run ended); the aggregator and the folder of what the app saw."""
+    out = tmp_path / "seen"
+    out.mkdir()
+    agg, clients = _start(dep, settings, *flags, env={"ITEMSAPP_OUT": str(out)})
+    agg.expect_exit(0)
+    for proc in clients.values():
+        proc.expect_exit(0)
+    return agg, out
+
+
 def _seen(out: Path, name: str) -> dict[str, Any]:
     """What the app recorded as its ``Context.run_config``: ``{key: value}``, types checked by
     comparing ``{key: [type name, value]}``."""
@@ -62,14 +74,8 @@ def _typed(config: dict[str, Any]) -> dict[str, Any]:
 def test_typed_settings_unchanged_fedavg_refusals_deadline_and_numpy_metrics(
     deployment: Deployment, tmp_path: Path
 ) -> None:
-    out = tmp_path / "seen"
-    out.mkdir()
-    env = {"ITEMSAPP_OUT": str(out)}
     settings = '[run_config]\n"bad-org" = "org3"\n"local-epochs" = 1\npenalty = "l1"\n'
-    agg, clients = _start(deployment, settings, "--rounds", "2", "--deadline", "45", env=env)
-    agg.expect_exit(0)
-    for proc in clients.values():
-        proc.expect_exit(0)
+    agg, out = _run_to_end(deployment, tmp_path, settings, "--rounds", "2", "--deadline", "45")
 
     # 1. exactly what `flwr run --run-config ...` gives both halves (types included)
     flower = get_fused_config_from_dir(
@@ -125,13 +131,7 @@ def test_own_loop_numbering_rounds_from_zero_ends_when_the_server_app_returns(
     deployment: Deployment, tmp_path: Path
 ) -> None:
     """No ``--rounds``: the app's own count (3), rounds 0, 2, 4, QUERY and TRAIN messages."""
-    out = tmp_path / "seen"
-    out.mkdir()
-    env = {"ITEMSAPP_OUT": str(out)}
-    agg, clients = _start(deployment, '[run_config]\nmode = "own-loop"\n', env=env)
-    agg.expect_exit(0)
-    for proc in clients.values():
-        proc.expect_exit(0)  # the run ended: --exit-when-done exits
+    _, out = _run_to_end(deployment, tmp_path, '[run_config]\nmode = "own-loop"\n')
     rounds = closes(deployment.ledger)
     assert sorted(rounds) == [0, 2, 4]
     assert [RUN_END in rounds[r]["metrics"] for r in (0, 2)] == [False, False]

@@ -57,6 +57,9 @@ class LedgerStrategy(Strategy):
         # Rounds already closed on the ledger when this process started (resume). Flower's loop
         # counts from 1 again; ``inner`` (and through it the apps) is given the ledger's round.
         self._offset = 0
+        # What ``inner`` is told: the ledger's round after a restart (it goes on), Flower's own
+        # round (from 1) for a later strategy of the same ServerApp (it starts afresh).
+        self._inner_offset = 0
         self._rounds = 0  # rounds this process runs (Flower's loop counts 1.._rounds)
 
     def summary(self) -> None:
@@ -91,6 +94,7 @@ class LedgerStrategy(Strategy):
         if grid.strategies_started:  # a later strategy of the same ServerApp, not a restart:
             grid.strategies_started += 1  # its own model; rounds numbered on after the last
             self._offset = grid.last_round()
+            grid.round_offset = self._offset  # its messages' group ids count from 1 again
             self._model[self._offset] = arrays_sha256(arrays)
             return arrays, rounds
         grid.strategies_started += 1
@@ -102,7 +106,7 @@ class LedgerStrategy(Strategy):
             self._model[0] = digest
             return arrays, rounds
         grid.ensure_run(point.model_sha256 or "0" * 64)
-        self._offset = point.rounds_closed
+        self._offset = self._inner_offset = point.rounds_closed
         if point.rounds_closed and point.model_sha256 and models is not None:
             arrays = load_model(models, point.model_sha256)
             log.info(
@@ -122,7 +126,7 @@ class LedgerStrategy(Strategy):
         if self._grid is not None:  # spare the grid hashing the same model again
             self._grid.remember_model(arrays, self._model[rnd - 1])
         self._arrays = arrays
-        return self.inner.configure_train(rnd, arrays, config, grid)
+        return self.inner.configure_train(self._inner(server_round), arrays, config, grid)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -140,10 +144,10 @@ class LedgerStrategy(Strategy):
             )
             self._model[rnd] = before or ""
             if self._grid is not None:
-                self._grid.round_log(rnd + self._grid.round_offset).aggregated.clear()
+                self._grid.round_log(rnd).aggregated.clear()
             return None, None
         try:
-            arrays, metrics = self.inner.aggregate_train(rnd, replies)
+            arrays, metrics = self.inner.aggregate_train(self._inner(server_round), replies)
             if arrays is not None and self._arrays is not None:
                 arrays = _fit_aggregate(arrays, self._arrays)
         except Exception as exc:  # no reply may stop the aggregator (G11)
@@ -166,7 +170,7 @@ class LedgerStrategy(Strategy):
         rnd = server_round + self._offset
         if self._grid is not None and self._model.get(rnd):
             self._grid.remember_model(arrays, self._model[rnd])
-        return self.inner.configure_evaluate(rnd, arrays, config, grid)
+        return self.inner.configure_evaluate(self._inner(server_round), arrays, config, grid)
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
@@ -174,7 +178,7 @@ class LedgerStrategy(Strategy):
         rnd = server_round + self._offset
         replies = list(replies)
         try:
-            metrics = self.inner.aggregate_evaluate(rnd, replies)
+            metrics = self.inner.aggregate_evaluate(self._inner(server_round), replies)
         except Exception as exc:  # no reply may stop the aggregator (G11)
             log.exception("round %d: aggregating the evaluation failed", rnd)
             self._record_failure(rnd, "aggregate-evaluate", exc, replies)
@@ -183,12 +187,16 @@ class LedgerStrategy(Strategy):
             merged = {**self._train_metrics.pop(rnd, {}), **dict(metrics or {})}
             merged.pop("num-examples", None)
             self._grid.close_round(
-                rnd + self._grid.round_offset,
+                rnd,
                 model_sha256=self._model.get(rnd) or None,
                 metrics=merged,
                 defer=server_round < self._rounds,  # rides with the next round's tasks
             )
         return metrics
+
+    def _inner(self, server_round: int) -> int:
+        """The round number ``inner`` is given for Flower's ``server_round``."""
+        return server_round + self._inner_offset
 
     def _record_failure(
         self, rnd: int, what: str, exc: Exception, replies: list[Message]
@@ -198,7 +206,7 @@ class LedgerStrategy(Strategy):
         if self._grid is None:
             return
         stage = _NOT_A_STAGE.sub("-", f"{what}:{type(exc).__name__}")[:64]
-        rlog = self._grid.round_log(rnd + self._grid.round_offset)
+        rlog = self._grid.round_log(rnd)
         orgs = set(rlog.aggregated)
         for reply in replies:
             if not reply.has_error() and reply.metadata.src_node_id in self._grid.nodes:

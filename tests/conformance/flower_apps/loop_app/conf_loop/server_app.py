@@ -3,19 +3,29 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from tests.conformance.flower_apps.common import save_result
 
 app = ServerApp()
+NODES = 3
+
+
+def _nodes(grid: Grid, count: int) -> list[int]:
+    """The nodes, once ``count`` are connected (polling, as Flower's strategies wait)."""
+    while len(nodes := sorted(grid.get_node_ids())) < count:
+        time.sleep(0.2)
+    return nodes
 
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     arrays = ArrayRecord([np.zeros(30), np.zeros(1)])
+    nodes = _nodes(grid, NODES)
     for number in range(int(context.run_config["num-server-rounds"])):
-        nodes = sorted(grid.get_node_ids())
         asked = [grid.create_message(RecordDict(), "query", n, str(number)) for n in nodes]
         sizes = {
             r.metadata.src_node_id: float(r.content["size"]["examples"])
@@ -23,7 +33,11 @@ def main(grid: Grid, context: Context) -> None:
         }
         content = RecordDict({"arrays": arrays, "config": ConfigRecord({"round": number})})
         sent = [grid.create_message(content, "train", n, str(number)) for n in nodes]
-        replies = [r for r in grid.send_and_receive(sent) if r.has_content()]
+        answers = list(grid.send_and_receive(sent))
+        failed = [r.error.reason for r in answers if r.has_error()]
+        if failed or len(answers) != len(nodes):
+            raise RuntimeError(f"{len(answers)} replies of {len(nodes)}; failures: {failed}")
+        replies = answers
         weights = np.array([sizes[r.metadata.src_node_id] for r in replies])
         models = [r.content["arrays"].to_numpy_ndarrays() for r in replies]
         arrays = ArrayRecord([
