@@ -157,6 +157,17 @@ FEDMEDIAN_APP = {
 }
 
 
+def _secure_server(tmp_path: Path, pki: Path, app: str) -> str:
+    """``fedchain-server --secure --app APP`` with no organization: its last stderr line."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedchain.cli.server", "--pki", str(pki), "--ledger",
+         str(tmp_path / "ledger.sqlite"), "--address", "127.0.0.1:0", "--app", app, "--secure"],
+        cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=WAIT,
+    )  # fmt: skip
+    assert proc.returncode != 0, proc.stderr[-2000:]
+    return proc.stderr.strip().splitlines()[-1]
+
+
 def test_secure_refuses_a_strategy_that_needs_individual_updates_in_one_line(
     tmp_path: Path, consortium_dir: Path
 ) -> None:
@@ -164,15 +175,17 @@ def test_secure_refuses_a_strategy_that_needs_individual_updates_in_one_line(
     app.mkdir()
     for name, text in FEDMEDIAN_APP.items():
         (app / name).write_text(textwrap.dedent(text))
-    proc = subprocess.run(
-        [sys.executable, "-m", "fedchain.cli.server", "--pki", str(consortium_dir), "--ledger",
-         str(tmp_path / "ledger.sqlite"), "--address", "127.0.0.1:0", "--app", str(app),
-         "--secure"],
-        cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=WAIT,
-    )  # fmt: skip
-    assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
+    last = _secure_server(tmp_path, consortium_dir, str(app))
     assert last == "error: FedMedian needs individual updates; it cannot aggregate a secure sum"
+
+
+def test_secure_refuses_an_app_that_wraps_its_strategy_in_ledger_strategy_itself(
+    tmp_path: Path, consortium_dir: Path
+) -> None:
+    """The built-in app records its rounds itself: --secure cannot reach inside, so it says so
+    rather than run without secure aggregation."""
+    last = _secure_server(tmp_path, consortium_dir, "fedchain.examples.digits:server_app")
+    assert last.startswith("error: --secure: the app wraps its strategy in LedgerStrategy")
 
 
 def _accuracy_of_saved(app: str, path: Path) -> float:
