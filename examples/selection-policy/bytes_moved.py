@@ -51,8 +51,10 @@ def totals(entries: list[dict[str, Any]], run: str | None = None) -> dict[str, A
     total = {key: sum(row[key] for row in rows.values()) for key in next(iter(rows.values()))}
     with_selection = total["sent"] + total["received_bytes"]
     without = total["sent"] + total["announced_bytes"]
+    uploads = total["received_bytes"] / max(total["announced_bytes"], 1)
     return {"run": run, "rounds": rows, "total": total, "bytes_with_selection": with_selection,
-            "bytes_without_selection": without, "ratio": with_selection / without}  # fmt: skip
+            "bytes_without_selection": without, "ratio": with_selection / without,
+            "upload_ratio": uploads}  # fmt: skip
 
 
 def main() -> None:
@@ -72,7 +74,8 @@ def main() -> None:
               f"{row['received_bytes']:>9} B")  # fmt: skip
     print(f"bytes moved with selection:    {result['bytes_with_selection']:>10}")
     print(f"bytes moved without selection: {result['bytes_without_selection']:>10}")
-    print(f"with / without: {result['ratio']:.3f}")
+    print(f"with / without: {result['ratio']:.3f} (updates received / announced: "
+          f"{result['upload_ratio']:.3f})")  # fmt: skip
 
 
 if __name__ == "__main__":
