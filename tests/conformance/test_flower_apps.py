@@ -134,6 +134,11 @@ def test_app_gives_the_same_model_on_fedchain_and_in_flower_s_simulation(
     assert max(rounds.values(), key=lambda r: r["round"])["metrics"][RUN_END] == 1
     if name != "loop_app":  # a strategy ran: every round has its global model on the ledger
         assert all(r["model_sha256"] for r in rounds.values())
+    if name == "numpy_app":  # FedAvg ran first, with an evaluate_fn: its metrics are recorded
+        central = json.loads((fed_out / "FedAvg.json").read_text())["central"]
+        for rnd in (1, 2):
+            recorded = rounds[rnd]["metrics"]["serverapp.accuracy"]
+            assert recorded == pytest.approx(central[str(rnd)]["accuracy"])
 
 
 def _close_metrics(ours: Path, theirs: Path) -> bool:

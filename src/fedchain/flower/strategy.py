@@ -34,6 +34,7 @@ from fedchain.runtime.runs import strategy_sha256
 __all__ = ["LedgerStrategy"]
 
 log = logging.getLogger(__name__)
+EvaluateFn = Callable[[int, ArrayRecord], MetricRecord | None]
 _NOT_A_STAGE = re.compile(r"[^A-Za-z0-9._:-]")
 
 
@@ -84,9 +85,24 @@ class LedgerStrategy(Strategy):
             log.info("every round of this run is already closed on the ledger")
             return Result(arrays=initial_arrays)
         self._rounds = num_rounds
+        if evaluate_fn is not None and self._grid is not None:
+            evaluate_fn = self._recording(evaluate_fn, self._grid)
         return super().start(
             grid, initial_arrays, num_rounds, timeout, train_config, evaluate_config, evaluate_fn
         )
+
+    def _recording(self, evaluate_fn: EvaluateFn, grid: LedgerGrid) -> EvaluateFn:
+        """``evaluate_fn`` whose metrics also go on the round's ``close`` record, named
+        ``serverapp.<name>`` (Flower's ``evaluate_metrics_serverapp``)."""
+
+        def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+            metrics = evaluate_fn(server_round, arrays)
+            if metrics is not None and server_round > 0:
+                named = {f"serverapp.{key}": value for key, value in metrics.items()}
+                grid.add_close_metrics(server_round + self._offset, named)
+            return metrics
+
+        return evaluate
 
     def _resume(
         self, grid: LedgerGrid, arrays: ArrayRecord, rounds: int

@@ -39,7 +39,7 @@ from fedchain.runtime.messages import (
 from fedchain.runtime.nodes import NodeMap
 from fedchain.runtime.receive import Events, Receiver, Sent
 from fedchain.runtime.retry import publish
-from fedchain.runtime.rounds import RUN_END, RoundLog, TaskInfo, with_run_end
+from fedchain.runtime.rounds import RUN_END, RoundLog, TaskInfo, finite_metrics, with_run_end
 from fedchain.runtime.run_config import with_run_config
 from fedchain.runtime.runs import ResumePoint, resume_point, run_record
 from fedchain.runtime.selection import SelectionPolicy, take_all
@@ -204,6 +204,19 @@ class LedgerGrid(Grid):
         self._held.append((record, {"round": rnd, "model_sha256": model_sha256, **(metrics or {})}))
         if not defer and not self._serving:
             self.flush()
+
+    def add_close_metrics(self, rnd: int, metrics: dict[str, Any]) -> None:
+        """Add ``metrics`` to round ``rnd``'s ``close`` record while it is held back (a
+        ServerApp's central evaluation comes after the round closed)."""
+        for record, event in self._held:
+            if record["round"] == rnd:
+                end = record["metrics"].get(RUN_END)
+                record["metrics"] = finite_metrics(record["metrics"], metrics)
+                if end is not None:
+                    record["metrics"] = with_run_end(record["metrics"], failed=end == 0)
+                event.update(record["metrics"])
+                return
+        log.info("round %d is already on the ledger: its central evaluation is not", rnd)
 
     def flush(self) -> None:
         """Publish any ``close`` record held back by ``close_round(..., defer=True)``."""
