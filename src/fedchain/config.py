@@ -97,7 +97,14 @@ class LedgerSettings(_Section):
     #: Embedded: seconds a write waits for another process's lock before LedgerUnavailable
     #: (the runtime then retries with backoff and says so).
     busy_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    #: Embedded: this identity's signed note of the last head it saw (rollback detection,
+    #: fedchain.ledger.checkpoint); default ``<path>.<org>.<name>.head`` beside the ledger.
+    checkpoint: Path | None = None
     fabric: FabricSettings | None = None
+
+    def checkpoint_for(self, org: str, name: str) -> Path:
+        """Where identity ``org``/``name`` keeps its checkpoint of this (embedded) ledger."""
+        return self.checkpoint or self.path.with_name(f"{self.path.name}.{org}.{name}.head")
 
     def describe(self) -> str:
         """Where the ledger lives, for messages: the file, or the Fabric channel and gateway."""
@@ -132,6 +139,12 @@ class ServerSettings(_Section):
     min_replies: Annotated[int, Field(ge=1)] = 1
     deadline_s: Annotated[float, Field(gt=0)] = 600.0
     max_payload_mb: Annotated[float, Field(gt=0)] = 256.0
+    # Data-plane fairness (fedchain.transport.limits): calls one organization may hold open,
+    # calls overall (default: max_calls_per_org × (organizations + 1)), and the seconds a
+    # stream may move nothing before it is cut.
+    max_calls_per_org: Annotated[int, Field(ge=1)] = 8
+    max_calls: Annotated[int, Field(ge=1)] | None = None
+    stream_idle_s: Annotated[float, Field(gt=0)] = 60.0
     selection: Literal["all", "top-k", "threshold"] = "all"
     selection_key: str = "num-examples"
     k: Annotated[int, Field(ge=1)] | None = None

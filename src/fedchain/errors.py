@@ -27,6 +27,7 @@ library, with ``raise X(...) from exc``, so callers only ever catch fedchain typ
     │       └── CommitError          the transaction was ordered but failed validation
     ├── TransportError               the mTLS gRPC data plane
     │   ├── PeerAuthError            the peer's identity is wrong for what it asked
+    │   ├── DataPlaneBusy            the server refused a call over its limits (retry later)
     │   ├── PayloadError             a payload that is too large or missing
     │   │   └── PayloadTooLarge      a payload over a size limit (refused before transfer)
     │   └── HashMismatch             bytes that do not match their ledger hash
@@ -49,6 +50,7 @@ __all__ = [
     "CommitError",
     "CommitStatusError",
     "ConfigError",
+    "DataPlaneBusy",
     "EndorseError",
     "FedchainError",
     "GatewayError",
@@ -253,6 +255,10 @@ class TransportError(FedchainError):
 
 class PeerAuthError(TransportError):
     """The authenticated peer is not allowed to do what it asked (e.g. claims another org)."""
+
+
+class DataPlaneBusy(TransportError):
+    """The server refused a call over its limits (per organization or overall); retry later."""
 
 
 class PayloadError(TransportError):

@@ -151,3 +151,12 @@ def _close_metrics(ours: Path, theirs: Path) -> bool:
 
     a, b = (numbers(json.loads(p.read_text())) for p in (ours, theirs))
     return len(a) == len(b) and np.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_recorded_metrics_compare_number_by_number(tmp_path: Path) -> None:
+    """The comparison above sees the numbers inside per-round metric records."""
+    ours, theirs = tmp_path / "a.json", tmp_path / "b.json"
+    ours.write_text(json.dumps({"central": {"1": {"accuracy": 0.5}}}))
+    theirs.write_text(json.dumps({"central": {"1": {"accuracy": 0.75}}}))
+    assert not _close_metrics(ours, theirs)
+    assert _close_metrics(ours, ours)

@@ -9,6 +9,7 @@ updates and each dropout with its stage, and the ledger must pass the audit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from fedchain.examples import digits
 from fedchain.examples.digits_data import partition
 from fedchain.examples.digits_model import init_params
 from fedchain.flower import LocalGrid
+from fedchain.ledger import Record
 from fedchain.ledger.audit import audit
 from fedchain.pki import init_consortium
 from fedchain.runtime.arrays import load_model
@@ -43,41 +45,65 @@ def _expected_model(contributors: list[str]) -> ArrayRecord:
     return result.arrays
 
 
-def test_secure_round_survives_organizations_killed_before_and_after_masking(
-    tmp_path: Path,
-) -> None:
+KILL_APP = "tests.integration.secagg_kill_app:app"
+
+
+def run_secure_round(
+    tmp_path: Path, app_of: Callable[[str], str], env_of: Callable[[str], dict[str, str]],
+    exit_of: Callable[[str], int],
+) -> Deployment:  # fmt: skip
+    """One secure round of the built-in secure app over the five organizations, as real
+    processes; each org runs ``app_of(org)`` and must exit with ``exit_of(org)``."""
     init_consortium(tmp_path / "pki", consortium="e2e", orgs=ORGS, aggregator="org1")
     dep = Deployment(pki=tmp_path / "pki", workdir=tmp_path)
     try:
         agg = dep.server(rounds=1, min_nodes=len(ORGS), deadline=60,
-                         app="fedchain.examples.digits:secure_server_app")
+                         app="fedchain.examples.digits:secure_server_app")  # fmt: skip
         address = str(agg.event("listening")["address"])
-        clients = {org: dep.client(org, address, app="tests.integration.secagg_kill_app:app",
-                                   env={"FEDCHAIN_TEST_KILL_AT": KILLED.get(org, "")})
-                   for org in ORGS}
+        clients = {org: dep.client(org, address, app=app_of(org), env=env_of(org))
+                   for org in ORGS}  # fmt: skip
         agg.expect_exit(0)
         for org, proc in clients.items():
-            proc.expect_exit(17 if org in KILLED else 0)
+            proc.expect_exit(exit_of(org))
     finally:
         dep.stop_all()
-    ledger, models = dep.ledger, dep.models
+    return dep
 
-    records = ledger_records(ledger, round=1)
-    (close,) = [r for r in records if r.kind == "close"]
+
+def masked_updates(records: list[Record]) -> dict[str, str]:
+    """Org -> the hash of the masked update it announced for the round's secure task."""
     masked_task = next(r for r in records if r.kind == "task" and r["model_sha256"] is not None)
-    announced = {r.org: r["update_sha256"] for r in records
-                 if r.kind == "update" and r.task == masked_task.task}
-    contributors = ["org1", "org2", "org3", "org5"]
-    assert sorted(announced) == contributors  # org4 died before sending its masked update
-    assert close["aggregated"] == [{"org": o, "update_sha256": announced[o]} for o in contributors]
-    assert close["dropouts"] == [{"org": "org2", "stage": "secagg.unmask"},
-                                 {"org": "org4", "stage": "secagg.collect_masked"}]
-    assert {r.org for r in records if r.kind == "keys"} == set(ORGS)
+    return {r.org: r["update_sha256"] for r in records
+            if r.kind == "update" and r.task == masked_task.task}  # fmt: skip
 
+
+def assert_fedavg_of(contributors: list[str], models: Path, close: Record) -> None:
+    """The round's model is plain FedAvg of ``contributors`` within the quantization bound."""
     got = load_model(models, close["model_sha256"])
     want = _expected_model(contributors)
     total = sum(len(partition(ORGS.index(o), len(ORGS))[0].y) for o in contributors)
     bound = error_bound(len(ORGS), 8.0, MAX_WEIGHT) / total + 1e-6
     for key in want:
         assert float(np.abs(got[key].numpy() - want[key].numpy()).max()) <= bound
+
+
+def test_secure_round_survives_organizations_killed_before_and_after_masking(
+    tmp_path: Path,
+) -> None:
+    dep = run_secure_round(
+        tmp_path, lambda org: KILL_APP, lambda org: {"FEDCHAIN_TEST_KILL_AT": KILLED.get(org, "")},
+        lambda org: 17 if org in KILLED else 0,
+    )  # fmt: skip
+    ledger, models = dep.ledger, dep.models
+
+    records = ledger_records(ledger, round=1)
+    (close,) = [r for r in records if r.kind == "close"]
+    announced = masked_updates(records)
+    contributors = ["org1", "org2", "org3", "org5"]
+    assert sorted(announced) == contributors  # org4 died before sending its masked update
+    assert close["aggregated"] == [{"org": o, "update_sha256": announced[o]} for o in contributors]
+    assert close["dropouts"] == [{"org": "org2", "stage": "secagg.unmask"},
+                                 {"org": "org4", "stage": "secagg.collect_masked"}]
+    assert {r.org for r in records if r.kind == "keys"} == set(ORGS)
+    assert_fedavg_of(contributors, models, close)
     assert audit(ledger, models_dir=models).ok

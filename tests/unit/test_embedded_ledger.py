@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -270,13 +271,14 @@ def test_readers_refuse_an_entry_signed_by_another_organization(
     agg.close()
 
 
-def test_an_honest_entry_is_read_and_verified_once_per_handle(
+def test_an_honest_entry_is_read_and_verified_once_per_process(
     path: Path, ids: dict[str, Identity], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from fedchain.ledger import embedded_read
 
     with EmbeddedLedger.open(path, ids["org1"]) as agg:
         agg.metadata_publish(parse_record(run_record()))
+    monkeypatch.setattr(embedded_read, "_VERIFIED", set())  # as in a process that only reads
     calls: list[bytes] = []
     real = embedded_read.verify_signature
 
@@ -290,6 +292,39 @@ def test_an_honest_entry_is_read_and_verified_once_per_handle(
         assert reader.metadata_get() == first
         assert reader.wait(-1, 0) == first
     assert len(calls) == len(first) == 2
+    with EmbeddedLedger.open(path) as again:  # another handle of the same process
+        assert again.metadata_get() == first
+    assert len(calls) == 2
+
+
+def test_many_entries_are_verified_on_threads_and_a_forgery_among_them_is_named(
+    path: Path, ids: dict[str, Identity], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fedchain.ledger import embedded_read
+
+    with EmbeddedLedger.open(path, ids["org1"]) as agg:
+        agg.metadata_publish([parse_record(run_record(f"r{i}")) for i in range(150)])
+    monkeypatch.setattr(embedded_read, "_VERIFIED", set())
+    threads: set[str] = set()
+    real = embedded_read.verify_signature
+
+    def noting(key: Any, body: bytes, sig: bytes) -> None:
+        threads.add(threading.current_thread().name)
+        real(key, body, sig)
+
+    monkeypatch.setattr(embedded_read, "verify_signature", noting)
+    with EmbeddedLedger.open(path) as reader:
+        assert len(reader.metadata_get()) == 151
+    if embedded_read._THREADS > 1:
+        assert all(name.startswith("ledger-verify") for name in threads)
+    monkeypatch.setattr(embedded_read, "_VERIFIED", set())
+    with sqlite3.connect(path) as conn:  # entry 77 gets entry 76's signature
+        conn.execute("DROP TRIGGER entries_no_update")
+        sig = conn.execute("SELECT sig FROM entries WHERE seq = 76").fetchone()[0]
+        conn.execute("UPDATE entries SET sig = ? WHERE seq = 77", (sig,))
+    conn.close()
+    with EmbeddedLedger.open(path) as reader, pytest.raises(LedgerCorrupted, match="entry 77"):
+        reader.metadata_get()
 
 
 def test_factory_picks_the_backend(path: Path, consortium: Consortium,

@@ -13,12 +13,15 @@ from rich.table import Table
 from fedchain.cli._common import console, fail, run_cli
 from fedchain.cli.options import load
 from fedchain.config import Settings
-from fedchain.errors import LedgerCorrupted
+from fedchain.errors import LedgerCorrupted, LedgerError
 from fedchain.ledger.audit import MODEL_SUFFIX, audit, check_models
 from fedchain.ledger.audit_report import AuditReport, ModelCheck, RoundSummary
+from fedchain.ledger.base import Ledger
+from fedchain.ledger.checkpoint import Checkpoint, Head, check_extends
+from fedchain.ledger.embedded import EmbeddedLedger
 from fedchain.ledger.factory import open_for_reading
 from fedchain.ledger.replay import replay_table
-from fedchain.pki import load_consortium
+from fedchain.pki import Consortium, load_consortium
 
 __all__ = ["audit_command"]
 
@@ -41,13 +44,29 @@ def audit_command(
         Path | None,
         typer.Option("--config", help="fedchain.toml naming the ledger (e.g. a Fabric channel)."),
     ] = None,
+    expect_head: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--expect-head", metavar="SEQ:HASH",
+            help="A head seen earlier: fail unless the ledger still holds it (repeatable).",
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--checkpoint", help="An organization's checkpoint file: the same, signature checked.",
+        ),
+    ] = None,
 ) -> None:
     """Verify every entry (hash chain, signatures, certificates, write rules); exit 1 naming
-    the first bad entry. With --models, check the model files against their recorded hashes."""
+    the first bad entry. With --models, check the model files against their recorded hashes.
+    With --expect-head / --checkpoint, also prove the ledger extends heads seen earlier (it
+    neither went backwards nor forked)."""
+    heads = [Head.parse(text) for text in expect_head or []]
     if ledger is None:
         settings = load(config)
         if settings.ledger.backend != "embedded":
-            _replay_backend(settings, pki, as_json, models)
+            _replay_backend(settings, pki, as_json, models, heads, checkpoint or [])
             return
         ledger = settings.ledger.path
     trusted = load_consortium(pki) if pki is not None else None
@@ -57,6 +76,8 @@ def audit_command(
         else:
             with console.status(f"verifying {ledger} ..."):
                 report = audit(ledger, models_dir=models, trusted=trusted)
+        with EmbeddedLedger.open(ledger) as handle:
+            _check_heads(handle, heads, checkpoint or [])
     except LedgerCorrupted as exc:
         if as_json:
             typer.echo(json.dumps({"ok": False, "seq": exc.seq, "error": exc.detail}, indent=2))
@@ -69,15 +90,35 @@ def audit_command(
         _models_fail(report.models)
 
 
+def _check_heads(handle: Ledger, heads: list[Head], checkpoints: list[Path]) -> None:
+    """LedgerRolledBack unless ``handle`` holds every expected head and checkpointed head."""
+    consortium = None
+    for path in checkpoints:
+        if consortium is None:
+            consortium = _consortium_of(handle)
+        Checkpoint.load(path, consortium).check(handle)
+    for head in heads:
+        check_extends(handle, head)
+
+
+def _consortium_of(handle: Ledger) -> Consortium:
+    """The consortium recorded in entry 0 (whose CAs a checkpoint's signer must chain to)."""
+    if isinstance(handle, EmbeddedLedger):
+        return handle.consortium
+    raise LedgerError("--checkpoint needs an embedded ledger; use --expect-head for Fabric")
+
+
 def _replay_backend(
-    settings: Settings, pki: Path | None, as_json: bool, models: Path | None
-) -> None:
+    settings: Settings, pki: Path | None, as_json: bool, models: Path | None,
+    heads: list[Head], checkpoints: list[Path],
+) -> None:  # fmt: skip
     """A ledger that is not a local file (Fabric): replay every record through the write
     rules, reading it as this organization (Fabric itself protects blocks and endorsements);
     with ``models``, check the model files against the hashes the records name."""
     handle = open_for_reading(settings, pki)
     try:
         entries = handle.metadata_get()
+        _check_heads(handle, heads, checkpoints)
     finally:
         handle.close()
     try:
@@ -140,6 +181,8 @@ def _print(report: AuditReport) -> None:
         f"signatures, certificates, write rules); consortium [bold]{report.consortium}[/bold], "
         f"aggregator {report.aggregator}, head {report.head_hash[:16]}…"
     )
+    # The whole head, to pass to a later audit as --expect-head.
+    console.print(f"head {report.entries - 1}:{report.head_hash}", soft_wrap=True)
     if report.models is not None:
         _print_models(report.models)
 

@@ -52,7 +52,7 @@ def client(
     ledger_backend: LedgerBackendOpt = None,
     run: Annotated[str | None, Opt(help="Follow only this run")] = None,
     exit_when_done: Annotated[
-        bool, Opt(help="Exit when the followed run's last round closes")
+        bool, Opt(help="Exit when the followed run ends (its ServerApp returned or failed)")
     ] = False,
     password_env: PasswordEnvOpt = None,
     insecure_dev: InsecureDevOpt = False,

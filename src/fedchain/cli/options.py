@@ -68,6 +68,7 @@ def server_options(settings: Settings, **flags: Any) -> ServerOptions:
         minimum=flags.get("threshold") if flags.get("threshold") is not None else srv.threshold,
     )
     from fedchain.runtime.process import ServerOptions
+    from fedchain.transport.limits import CallLimits
 
     return ServerOptions(
         pki=pki,
@@ -88,6 +89,7 @@ def server_options(settings: Settings, **flags: Any) -> ServerOptions:
         secure_max_weight=(flags.get("max_weight") or srv.max_weight)
         if flags.get("secure") or srv.secure
         else None,
+        limits=CallLimits(srv.max_calls_per_org, srv.max_calls, srv.stream_idle_s),
         run_config=dict(settings.run_config),
         insecure_dev=bool(flags.get("insecure_dev")) or settings.tls.insecure_dev,
         password=_password(settings, flags.get("password")),

@@ -26,7 +26,9 @@ from fedchain.cli.options import (
     server_options,
 )
 from fedchain.cli.progress import EventSink
-from fedchain.runtime.process import serve
+from fedchain.runtime.apps import resolve_app
+from fedchain.runtime.process import ServerOptions, serve
+from fedchain.runtime.run_config import effective_run_config
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -106,10 +108,19 @@ def server(
         password=password_from_env(password_env),
         insecure_dev=insecure_dev,
     )
-    with EventSink(as_json=json_output, rounds=options.rounds, label="aggregator") as sink:
+    planned = _planned_rounds(options)
+    with EventSink(as_json=json_output, rounds=planned, label="aggregator") as sink:
         run_id = serve(options, sink)
     if not json_output:
         console.print(f"run [bold]{run_id}[/] finished; ledger: {options.ledger.describe()}")
+
+
+def _planned_rounds(options: ServerOptions) -> int | None:
+    """The app's ``num-server-rounds`` (after ``--rounds``), for the progress bar."""
+    config = effective_run_config(resolve_app(options.app, "serverapp"), options.run_config,
+                                  options.rounds)  # fmt: skip
+    value = config.get("num-server-rounds")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def main() -> None:

@@ -93,7 +93,7 @@ def encode(msg: ServerMessage | ClientMessage, spec: MaskingSpec | None = None) 
     elif isinstance(msg, KeyAdvert):
         out.update(keys=msg.keys.to_bytes())
     elif isinstance(msg, MaskedInput):
-        out.update(masked=msg.to_bytes())
+        out.update(masked=msg.to_bytes(), accused=list(msg.accused))
     else:
         self_orgs, key_orgs = sorted(msg.self_shares), sorted(msg.key_shares)
         out.update(self_orgs=self_orgs, self_shares=[msg.self_shares[o] for o in self_orgs],
@@ -182,7 +182,8 @@ def decode_client(record: ConfigRecord) -> ClientMessage:
     if kind is Kind.SHARE_BUNDLE:
         return ShareBundle(_blobs(record, "orgs", "ciphertexts"))
     if kind is Kind.MASKED_INPUT:
-        return MaskedInput.from_bytes(_get(record, "masked", bytes))
+        accused = tuple(_strings(record, "accused")) if "accused" in record else ()
+        return MaskedInput.from_bytes(_get(record, "masked", bytes), accused)
     if kind is Kind.UNMASK_REPLY:
         return UnmaskReply(_blobs(record, "self_orgs", "self_shares"),
                            _blobs(record, "key_orgs", "key_shares"))

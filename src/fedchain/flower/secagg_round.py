@@ -42,6 +42,8 @@ class RoundReport:
     refused: dict[int, str] = field(default_factory=dict)  # node -> why its reply was refused
     failure: str | None = None  # why the round produced no aggregate
     total_weight: int = 0
+    misbehaving: set[int] = field(default_factory=set)  # left out over share-box disputes
+    accusations: dict[int, tuple[int, ...]] = field(default_factory=dict)  # accuser -> accused
 
 
 class SecureRound:
@@ -145,6 +147,10 @@ class SecureRound:
         for stage, orgs in self.session.dropouts.items():
             for org in orgs:
                 self.report.dropouts.setdefault(int(org), stage)
+        for org in self.session.misbehaving:
+            self.report.misbehaving.add(int(org))
+        for org, accused in self.session.accusations.items():
+            self.report.accusations[int(org)] = tuple(sorted(int(u) for u in accused))
 
     def _fail(self, exc: Exception) -> None:
         self.report.failure = f"{type(exc).__name__}: {exc}"

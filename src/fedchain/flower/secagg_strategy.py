@@ -14,7 +14,10 @@ server-side DP clipping, XGBoost) cannot work on a sum and are refused.
 On a :class:`~fedchain.runtime.grid.LedgerGrid` the round's ``close`` record lists the masked
 updates actually in the sum and, per organization, the stage it dropped at
 (``secagg.advertise_keys`` / ``secagg.share_keys`` / ``secagg.collect_masked`` /
-``secagg.unmask``); compose as ``LedgerStrategy(SecureAggregation(FedAvg(...)))``.
+``secagg.unmask``); an organization left out because its share boxes did not open (or because
+it accused neighbours of that) is listed under ``rejected`` with a ``secagg.misbehaving: ...``
+reason naming its accusers, whether the round completed or aborted. Compose as
+``LedgerStrategy(SecureAggregation(FedAvg(...)))``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from fedchain.flower.secagg_codec import MaskingSpec
 from fedchain.flower.secagg_layout import ArrayLayout
 from fedchain.flower.secagg_round import RoundReport, SecureRound, model_of
 from fedchain.runtime.grid import LedgerGrid
-from fedchain.secagg import RoundConfig
+from fedchain.secagg import RoundConfig, disputes
 from fedchain.secagg.graph import effective_degree
 
 __all__ = ["INCOMPATIBLE", "SecureAggregation"]
@@ -166,6 +169,10 @@ class SecureAggregation(fs.Strategy):
         )
 
 
+def _org_name(grid: LedgerGrid) -> Callable[[str], str]:
+    return lambda node: grid.nodes.org(int(node))
+
+
 def _record(grid: Grid, server_round: int, report: RoundReport) -> None:
     """On a LedgerGrid: per-stage dropouts, refused replies, and only the updates in the sum."""
     if not isinstance(grid, LedgerGrid):
@@ -175,6 +182,10 @@ def _record(grid: Grid, server_round: int, report: RoundReport) -> None:
         rlog.dropouts[grid.nodes.org(node)] = f"secagg.{stage.value}"
     for node, reason in report.refused.items():
         rlog.rejected[grid.nodes.org(node)] = reason
+    accusations = {str(v): [str(u) for u in us] for v, us in report.accusations.items()}
+    for node in report.misbehaving:  # named with its accusers (by organization)
+        org = grid.nodes.org(node)
+        rlog.rejected[org] = disputes.reason(str(node), accusations, _org_name(grid))
     kept = {grid.nodes.org(node) for node in report.contributors}
     for org in [o for o in rlog.aggregated if o not in kept]:
         del rlog.aggregated[org]

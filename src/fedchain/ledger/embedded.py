@@ -4,10 +4,11 @@ Every entry is signed by the writing organization's identity (:mod:`fedchain.led
 admitted by the same write rules as every backend (:class:`~fedchain.ledger.rules.LedgerState`).
 Several processes on one host share the file:
 
-* **Writes** run in ``BEGIN IMMEDIATE`` (SQLite's single writer lock). Inside it the handle
-  first catches its in-memory rule state up with entries other processes wrote since it last
-  looked, then checks the batch, then signs each body — which names its ``seq`` and the
-  previous hash, so the signature commits to the position — and commits. A batch is one
+* **Writes** run in ``BEGIN IMMEDIATE`` (SQLite's single writer lock). Before taking it the
+  handle verifies the signatures of entries other processes wrote since it last looked; inside
+  it, it catches its in-memory rule state up with them (and with any written meanwhile), then
+  checks the batch, then signs each body — which names its ``seq`` and the previous hash, so
+  the signature commits to the position — and commits. A batch is one
   transaction; a crash before COMMIT leaves nothing (SQLite's WAL atomicity).
 * **Watching**: ``wait`` re-reads only when ``PRAGMA data_version`` says another connection
   committed, checking every 1 ms and backing off to 8 ms while idle, so another process's
@@ -66,6 +67,7 @@ class EmbeddedLedger(Reader):
         self._head_hash = GENESIS_PREV
         self._cert_stored = False
         self._cert_sha = "" if identity is None else identity.fingerprint
+        self._version: object = None  # PRAGMA data_version when others' entries were checked
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -163,6 +165,13 @@ class EmbeddedLedger(Reader):
         if not batch:
             return []
         with self._lock, store.translate(self.path):
+            # Verify others' new entries before taking the write lock, so the catch-up inside
+            # it (which must see everything) finds most of them checked already. Only when
+            # another connection committed since we last looked (SQLite's data_version).
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._version:
+                self._rows_after(self._seen)
+                self._version = version
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 ts = max(int(self._clock() * 1000), 0)

@@ -5,7 +5,12 @@
 hash, position and **signature** checked (the signer's certificate chains to its organization's
 CA in the consortium the file records, and the body names that organization): a member that
 slipped a forged row into the file is caught by the first reader, not only by a later
-``fedchain audit``. Each entry is verified once per handle (a re-read compares its hash).
+``fedchain audit``. Each entry is verified once per process: a re-read, by this handle or any
+other of the process on a ledger of the same consortium, compares the entry's hash with one
+whose signature already verified (the hash covers the body, which names the signer, its
+certificate, the position and the previous hash, so the same hash is the same signed content).
+A read with many unverified entries checks their signatures on several threads (OpenSSL's
+ECDSA verification runs without the GIL).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
@@ -33,6 +40,34 @@ __all__ = ["Reader", "Signal", "decode_checked", "signal_for"]
 POLL_MIN: Final = 0.001
 POLL_MAX: Final = 0.008
 _FILTERS = ("run", "round", "kind", "org", "task")
+#: Unverified entries in one read from which signatures are checked on several threads.
+PARALLEL_FROM: Final = 64
+_THREADS: Final = max(1, min(4, os.cpu_count() or 1))
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+#: (consortium CA fingerprints, entry hash) of entries whose signature verified in this process.
+_VERIFIED: set[tuple[tuple[str, ...], bytes]] = set()
+_VERIFIED_MAX: Final = 1 << 20
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(_THREADS, thread_name_prefix="ledger-verify")
+        return _POOL
+
+
+_Job = tuple[Any, bytes, bytes, Body]  # public key, body, signature, decoded body
+
+
+def _verify_one(job: _Job) -> Exception | None:
+    key, body, sig, _ = job
+    try:
+        verify_signature(key, body, sig)
+    except CertificateError as exc:
+        return exc
+    return None
 
 
 class Signal:
@@ -78,6 +113,7 @@ class Reader:
         self._lock = threading.RLock()
         self._signers = SignerCache(consortium)
         self._verified: dict[int, bytes] = {}  # seq -> the hash its signature was checked for
+        self._cas = tuple(sorted(consortium.fingerprints().values()))
 
     @staticmethod
     def stored_consortium(conn: sqlite3.Connection, path: Path) -> Consortium:
@@ -117,7 +153,9 @@ class Reader:
             sql += " LIMIT ?"
             params.append(max(query.limit, 0))
         rows = self._fetch(sql, params)
-        entries = [self._entry(*row) for row in rows]
+        bodies = self._checked_all(rows)
+        entries = [Entry(d.seq, d.record, d.org, d.ts, bytes(r[1]).hex()) for d, r in zip(
+            bodies, rows, strict=True)]  # fmt: skip
         return [e for e in entries if query.matches(e)]
 
     def wait(self, after: int, timeout: float) -> list[Entry]:
@@ -156,31 +194,46 @@ class Reader:
         """Entries after ``after``, each checked (hash, position, signature) and decoded."""
         sql = "SELECT seq, hash, body, sig FROM entries WHERE seq > ? ORDER BY seq"
         rows = self._fetch(sql, [after])
-        return [(int(s), h, self._checked(int(s), h, b, g)) for s, h, b, g in rows]
+        bodies = self._checked_all(rows)
+        return [(int(r[0]), r[1], d) for r, d in zip(rows, bodies, strict=True)]
 
-    def _entry(self, seq: int, digest: Any, body: Any, sig: Any) -> Entry:
-        decoded = self._checked(seq, digest, body, sig)
-        return Entry(decoded.seq, decoded.record, decoded.org, decoded.ts, bytes(digest).hex())
+    def _checked_all(self, rows: Sequence[Sequence[Any]]) -> list[Body]:
+        """``(seq, hash, body, sig)`` rows, each checked by ``decode_checked`` and by its
+        signature unless this process verified that hash already; the first bad one raises."""
+        bodies, jobs = [], []
+        for seq, digest, body, sig in rows:
+            decoded = decode_checked(int(seq), digest, body)
+            bodies.append(decoded)
+            if self._verified.get(decoded.seq) != digest and (self._cas, digest) not in _VERIFIED:
+                jobs.append(self._job(decoded, body, sig))
+        if len(jobs) >= PARALLEL_FROM and _THREADS > 1:
+            failures = list(_pool().map(_verify_one, jobs, chunksize=16))
+        else:
+            failures = [_verify_one(job) for job in jobs]
+        for job, failure in zip(jobs, failures, strict=True):
+            if failure is not None:
+                seq = job[3].seq
+                raise LedgerCorrupted(seq, f"the entry's signature does not verify: {failure}")
+        if len(_VERIFIED) > _VERIFIED_MAX:
+            _VERIFIED.clear()
+        for _, body, _, decoded in jobs:
+            digest = hashlib.sha256(body).digest()
+            self._verified[decoded.seq] = digest
+            _VERIFIED.add((self._cas, digest))
+        return bodies
 
-    def _checked(self, seq: int, digest: Any, body: Any, sig: Any) -> Body:
-        """``decode_checked`` plus the signature, verified the first time this handle sees it."""
-        decoded = decode_checked(seq, digest, body)
-        if self._verified.get(seq) != digest:
-            self._verify(decoded, body, sig)
-            self._verified[seq] = digest
-        return decoded
-
-    def _verify(self, decoded: Body, body: bytes, sig: Any) -> None:
+    def _job(self, decoded: Body, body: bytes, sig: Any) -> _Job:
+        """What verifying one entry needs; its signer is resolved here, in ledger order."""
         seq = decoded.seq
         if not isinstance(sig, bytes):
             raise LedgerCorrupted(seq, "the entry's signature column is not a BLOB")
         try:
             org, key = self._signer(decoded)
-            verify_signature(key, body, sig)
-        except CertificateError as exc:  # SignatureError is one too
+        except CertificateError as exc:
             raise LedgerCorrupted(seq, f"the entry's signature does not verify: {exc}") from exc
         if org != decoded.org:
             raise LedgerCorrupted(seq, f"signed by {org} but written as {decoded.org}")
+        return key, body, sig, decoded
 
     def _signer(self, decoded: Body) -> tuple[str, Any]:
         sha = decoded.cert_sha256
@@ -193,6 +246,7 @@ class Reader:
     def mark_verified(self, seq: int, digest_hex: str) -> None:
         """An entry this handle wrote and signed itself: no need to verify it again."""
         self._verified[seq] = bytes.fromhex(digest_hex)
+        _VERIFIED.add((self._cas, self._verified[seq]))
 
 
 def decode_checked(seq: int, digest: Any, body: Any) -> Body:

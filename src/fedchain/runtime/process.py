@@ -22,6 +22,7 @@ from fedchain.errors import ConfigError, LedgerNotFound
 from fedchain.flower.recorded import ledger_recorded
 from fedchain.flower.secagg_mod import secure_capable
 from fedchain.ledger import Ledger, Query
+from fedchain.ledger.checkpoint import GuardedLedger
 from fedchain.ledger.embedded import EmbeddedLedger
 from fedchain.ledger.factory import open_ledger
 from fedchain.pki import Consortium, Identity, load_consortium, load_identity
@@ -32,7 +33,7 @@ from fedchain.runtime.messages import run_number
 from fedchain.runtime.run_config import effective_run_config, ledger_config
 from fedchain.runtime.runs import app_sha256, resume_point
 from fedchain.runtime.selection import SelectionPolicy, take_all
-from fedchain.transport import DataPlaneClient, DataPlaneServer
+from fedchain.transport import CallLimits, DataPlaneClient, DataPlaneServer
 
 __all__ = ["ClientOptions", "ServerOptions", "participate", "serve"]
 
@@ -59,6 +60,7 @@ class ServerOptions:
     wait_for: int | None = None
     selection: SelectionPolicy = field(default_factory=take_all)
     max_payload_bytes: int = 256 << 20
+    limits: CallLimits = field(default_factory=CallLimits)
     run_config: dict[str, Any] = field(default_factory=dict)
     insecure_dev: bool = False
     password: bytes | None = None
@@ -88,18 +90,34 @@ def _check_ledger_path(settings: LedgerSettings) -> None:
         raise ConfigError(f"ledger path {settings.path} is a directory, not a ledger file")
 
 
+def _guarded(
+    ledger: Ledger, settings: LedgerSettings, identity: Identity, consortium: Consortium
+) -> Ledger:
+    """An embedded ledger behind this organization's checkpoint (refused if it went backwards
+    or forked since); a Fabric channel cannot roll back, so it is used as it is."""
+    if settings.backend != "embedded":
+        return ledger
+    path = settings.checkpoint_for(identity.org, identity.name)
+    try:
+        return GuardedLedger(ledger, path, identity, consortium)
+    except BaseException:
+        ledger.close()
+        raise
+
+
 def _open_or_create(settings: LedgerSettings, identity: Identity, consortium: Consortium) -> Ledger:
     """Open the configured ledger; the aggregator creates an embedded one on first use."""
     _check_ledger_path(settings)
     try:
-        return open_ledger(settings, identity, consortium)
+        ledger = open_ledger(settings, identity, consortium)
     except LedgerNotFound:
         if settings.backend != "embedded" or identity.org != consortium.aggregator:
             raise
         if Path(settings.path).exists():
             raise
         EmbeddedLedger.create(settings.path, consortium, identity).close()
-        return open_ledger(settings, identity, consortium)  # with the configured settings
+        ledger = open_ledger(settings, identity, consortium)  # with the configured settings
+    return _guarded(ledger, settings, identity, consortium)
 
 
 def choose_run(ledger: Ledger, app_hash: str, requested: str | None) -> str:
@@ -148,6 +166,7 @@ def serve(options: ServerOptions, events: Events | None = None) -> str:
         consortium,
         max_payload_bytes=options.max_payload_bytes,
         insecure_dev=options.insecure_dev,
+        limits=options.limits,
     )
     try:
         port = dataplane.start(options.address)
@@ -251,10 +270,12 @@ def _wait_for_ledger(
     deadline, delay = time.monotonic() + timeout, 0.05
     while True:
         try:
-            return open_ledger(settings, identity, consortium)
+            ledger = open_ledger(settings, identity, consortium)
         except LedgerNotFound:
             if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
                 raise
             log.info("waiting for the ledger at %s", settings.path)
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+            continue
+        return _guarded(ledger, settings, identity, consortium)

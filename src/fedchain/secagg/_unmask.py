@@ -32,17 +32,25 @@ def recover_sum(
     dropped: Set[str],
     seed_shares: Mapping[str, Mapping[int, bytes]],
     key_shares: Mapping[str, Mapping[int, bytes]],
+    omitted: Set[tuple[str, str]] = frozenset(),
 ) -> None:
-    """Turn ``acc`` (sum of the survivors' masked vectors) into their unmasked sum, in place."""
+    """Turn ``acc`` (sum of the survivors' masked vectors) into their unmasked sum, in place.
+
+    ``omitted``: ``(survivor, dropped)`` pairs whose pairwise mask the survivor never added
+    (it accused the other); a dropped organization no survivor masked with is not rebuilt.
+    """
     t = config.threshold
     masks: list[tuple[bytes, int]] = []
     for u in sorted(survivors):
         masks.append((reconstruct(seed_shares.get(u, {}), t), -1))
     for u in sorted(dropped):
+        masked_with = [v for v in sorted(config.neighbours[u] & survivors) if (v, u) not in omitted]
+        if not masked_with:
+            continue
         private = reconstruct(key_shares.get(u, {}), t)
         if x25519_public(private) != keys[u].mask:
             raise ProtocolError(f"the mask key rebuilt for {u} does not match its public key")
-        for v in sorted(config.neighbours[u] & survivors):
+        for v in masked_with:
             seed = pairwise_seed(private, keys[v].mask, config.digest, u, v)
             # v added this mask with sign +1 if v sorts before u; take it back out.
             masks.append((seed, -1 if v < u else 1))

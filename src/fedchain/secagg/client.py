@@ -5,6 +5,8 @@ matching ``on_*`` method) and sends back what it returns. All secret randomness 
 32-byte ``entropy`` given to the constructor (:meth:`ClientSession.create` draws it from the OS),
 so a session is reproducible in tests. Any error other than a :class:`StageError` moves the
 session to FAILED and drops its secrets: a client that saw something wrong reveals nothing more.
+The one exception is a neighbour's share box that does not open: that neighbour is accused in
+the masked input and left out of the masking, and the round goes on (docs/secagg.md).
 """
 
 from __future__ import annotations
@@ -206,21 +208,27 @@ class ClientSession:
             raise UpdateRejected(
                 self.org, f"update has {np.size(update.vector)} values, the round expects {cfg.dim}"
             )
+        accused = []
         for u in senders:
             box = msg.ciphertexts[u]
-            self._held[u] = open_shares(keys.enc, self._peers[u].enc, cfg.digest, u, self.org, box)
+            try:
+                self._held[u] = open_shares(
+                    keys.enc, self._peers[u].enc, cfg.digest, u, self.org, box
+                )
+            except ProtocolError:
+                accused.append(u)  # misbehaving: no mask with it, the server decides
         rng = np.random.default_rng(int.from_bytes(self._derive("rounding"), "big"))
         try:
             ring = cfg.quantizer.quantize(update.vector, update.weight, rng)
         except ValueError as exc:
             raise UpdateRejected(self.org, str(exc)) from exc
         masks = [(self._self_seed, 1)]
-        for v in senders:
+        for v in [u for u in senders if u not in accused]:
             seed = pairwise_seed(keys.mask, self._peers[v].mask, cfg.digest, self.org, v)
             masks.append((seed, 1 if self.org < v else -1))
         apply_masks(ring, masks)
         self._self_seed = b""  # only its shares are needed from now on
-        return MaskedInput(ring)
+        return MaskedInput(ring, tuple(accused))
 
     def _unmask(self, msg: UnmaskRequest) -> UnmaskReply:
         survivors, dropped = set(msg.survivors), set(msg.dropped)

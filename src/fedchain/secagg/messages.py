@@ -8,7 +8,7 @@ field: the driver passes the *authenticated* organization id (from mTLS / the le
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -98,22 +98,25 @@ class ShareBundle:
 class MaskedInput:
     """Client -> server: the masked ring vector (``dim + 1`` uint32 words, the last is weight).
 
-    :meth:`to_bytes` is exactly what travels, so the integration can hash it for the ledger.
+    ``accused``: neighbours whose share box did not open; the vector carries no pairwise mask
+    with them (see "Misbehaving neighbours" in docs/secagg.md). :meth:`to_bytes` is exactly the
+    vector that travels, so the integration can hash it for the ledger.
     """
 
     kind: ClassVar[Kind] = Kind.MASKED_INPUT
     masked: npt.NDArray[np.uint32]
+    accused: tuple[str, ...] = field(default=())
 
     def to_bytes(self) -> bytes:
         """Little-endian uint32 words."""
         return self.masked.astype(_WORD, copy=False).tobytes()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> MaskedInput:
+    def from_bytes(cls, data: bytes, accused: tuple[str, ...] = ()) -> MaskedInput:
         """Inverse of :meth:`to_bytes`; the array is read-only over ``data``."""
         if len(data) % 4:
             raise ProtocolError("masked input length is not a multiple of 4 bytes")
-        return cls(np.frombuffer(data, dtype=_WORD).astype(np.uint32, copy=False))
+        return cls(np.frombuffer(data, dtype=_WORD).astype(np.uint32, copy=False), accused)
 
 
 @dataclass(frozen=True)

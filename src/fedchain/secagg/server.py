@@ -5,17 +5,21 @@ The driver calls :meth:`ServerSession.start`, then for each stage feeds every re
 deadline passes or everyone answered, calls :meth:`~ServerSession.advance` to get the next
 stage's messages; in UNMASK it calls :meth:`~ServerSession.finish` for the aggregate.
 
-Masked vectors are added into one ring accumulator as they arrive, and masks are removed from
-that sum only: the session never holds an unmasked individual vector. A malformed reply raises
-:class:`ProtocolError` and is ignored (its sender then counts as dropped); too few survivors in
-any needed neighbourhood raise :class:`TooManyDropouts` before anything is reconstructed.
+Masked vectors are kept (masked) until the collecting stage closes, then added into one ring
+accumulator, and masks are removed from that sum only: the session never holds an unmasked
+individual vector. A malformed reply raises :class:`ProtocolError` and is ignored (its sender
+then counts as dropped); too few survivors in any needed neighbourhood raise
+:class:`TooManyDropouts` before anything is reconstructed. Organizations accusing neighbours
+of unopenable share boxes are settled by :func:`fedchain.secagg.disputes.settle`: those left
+out count as dropped before masking (only their mask keys may be rebuilt, and only if a
+survivor masked with them) and are listed in :attr:`ServerSession.misbehaving`.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
@@ -24,6 +28,7 @@ import numpy.typing as npt
 from fedchain.errors import ProtocolError, TooManyDropouts
 from fedchain.secagg._unmask import recover_sum
 from fedchain.secagg.config import RoundConfig
+from fedchain.secagg.disputes import settle
 from fedchain.secagg.keys import PublicKeys, check_public_key
 from fedchain.secagg.messages import (
     Abort,
@@ -63,6 +68,7 @@ class AggregateResult:
     contributors: tuple[str, ...]
     dropouts: Mapping[Stage, tuple[str, ...]]
     error_bound: float  # per coordinate, on weighted_sum
+    misbehaving: Mapping[str, str] = field(default_factory=dict)  # org -> why left out
 
     def mean(self) -> npt.NDArray[np.float64]:
         """The weighted mean ``weighted_sum / total_weight`` (cast to float32 as needed)."""
@@ -79,7 +85,11 @@ class ServerSession:
         self._sent_keys: dict[str, frozenset[str]] = {}
         self._bundles: dict[str, Mapping[str, bytes]] = {}  # U2: who shared
         self._acc: npt.NDArray[np.uint32] | None = None
-        self._masked: set[str] = set()  # U3: whose masked vector is in the sum
+        self._masked: set[str] = set()  # who sent a masked vector
+        self._inputs: dict[str, npt.NDArray[np.uint32]] = {}  # their vectors until the close
+        self._accused: dict[str, frozenset[str]] = {}  # accuser -> unopenable senders
+        self._excluded: dict[str, str] = {}  # left out over disputes -> reason
+        self._survivors: set[str] = set()  # U3: whose masked vector is in the sum
         self._requests: dict[str, UnmaskRequest] = {}
         self._shares: dict[ShareKind, dict[str, dict[int, bytes]]] = {k: {} for k in ShareKind}
         self._responders: set[str] = set()  # U4: who answered the unmask request
@@ -99,6 +109,16 @@ class ServerSession:
     def dropouts(self) -> Mapping[Stage, tuple[str, ...]]:
         """Organizations that did not reply, by the stage whose reply they missed."""
         return dict(self._dropouts)
+
+    @property
+    def misbehaving(self) -> Mapping[str, str]:
+        """Organizations left out over share-box disputes, with the reason (for the ledger)."""
+        return dict(self._excluded)
+
+    @property
+    def accusations(self) -> Mapping[str, frozenset[str]]:
+        """Accuser -> the neighbours whose share box did not open for it."""
+        return {v: u for v, u in self._accused.items() if u}
 
     def share_kinds(self) -> Mapping[str, frozenset[ShareKind]]:
         """Which kinds of share this session has received about each organization."""
@@ -188,7 +208,11 @@ class ServerSession:
         vec = msg.masked
         if self._acc is None or vec.dtype != np.uint32 or vec.shape != self._acc.shape:
             raise ProtocolError(f"{sender} sent a masked vector of the wrong type or shape")
-        np.add(self._acc, vec, out=self._acc)
+        accused = frozenset(msg.accused)
+        if len(accused) != len(msg.accused) or not accused <= self._delivered_to(sender):
+            raise ProtocolError(f"{sender} accused organizations that sent it no share box")
+        self._inputs[sender] = vec
+        self._accused[sender] = accused
         self._masked.add(sender)
 
     def _on_unmask_reply(self, sender: str, msg: UnmaskReply) -> None:
@@ -227,14 +251,32 @@ class ServerSession:
             Stage.ADVERTISE_KEYS: set(self.config.participants),
             Stage.SHARE_KEYS: set(self._keys),
             Stage.COLLECT_MASKED: set(self._bundles),
-            Stage.UNMASK: set(self._masked),
+            Stage.UNMASK: self._survivors,
         }.get(self._stage, set())
 
+    def _delivered_to(self, org: str) -> frozenset[str]:
+        """Who sent ``org`` a share box (its neighbours that shared)."""
+        return frozenset(self.config.neighbours[org] & set(self._bundles))
+
+    def _accusers(self, org: str) -> set[str]:
+        return {v for v, accused in self._accused.items() if org in accused}
+
+    def _needed(self) -> set[str]:
+        """Whose secret must be rebuilt: every survivor's self-mask seed, and the mask key of
+        each organization out of the sum that some survivor masked with."""
+        u3 = self._survivors
+        out = set(u3)
+        for d in set(self._bundles) - u3:
+            if any(d not in self._accused.get(v, ()) for v in self.config.neighbours[d] & u3):
+                out.add(d)
+        return out
+
     def _close(self, stage: Stage, before: set[str], alive: set[str], needed: set[str]) -> None:
-        """Record who dropped in ``stage``; fail unless every ``needed`` org keeps t holders."""
+        """Record who dropped in ``stage``; fail unless every ``needed`` org keeps t holders
+        (an accuser of ``u`` holds no share of ``u``)."""
         cfg = self.config
         self._dropouts[stage] = tuple(sorted(before - alive))
-        short = {u: len(cfg.holders(u) & alive) for u in sorted(needed)}
+        short = {u: len((cfg.holders(u) - self._accusers(u)) & alive) for u in sorted(needed)}
         short = {u: have for u, have in short.items() if have < cfg.threshold}
         if len(alive) < cfg.threshold or short:
             detail = ", ".join(f"{u} has {h}" for u, h in short.items()) or "too few overall"
@@ -265,19 +307,26 @@ class ServerSession:
         }
 
     def _close_masked(self) -> dict[str, ServerMessage]:
-        u2, u3 = set(self._bundles), set(self._masked)
-        self._close(Stage.COLLECT_MASKED, u2, u3, u2)
+        u2 = set(self._bundles)
+        self._excluded = settle(self._accused)
+        u3 = self._survivors = set(self._masked) - set(self._excluded)
+        inputs, self._inputs = self._inputs, {}
+        if self._acc is not None:
+            for v in sorted(u3):
+                np.add(self._acc, inputs[v], out=self._acc)
+        needed = self._needed()
+        self._close(Stage.COLLECT_MASKED, u2, u3, needed)
         for v in sorted(u3):
             nbrs = self.config.neighbours[v]
             self._requests[v] = UnmaskRequest(
                 survivors=tuple(sorted((nbrs & u3) | {v})),
-                dropped=tuple(sorted(nbrs & (u2 - u3))),
+                dropped=tuple(sorted((nbrs & (needed - u3)) - self._accused[v])),
             )
         return dict(self._requests)
 
     def _unmask(self) -> AggregateResult:
-        u2, u3 = set(self._bundles), set(self._masked)
-        self._close(Stage.UNMASK, u3, set(self._responders), u2)
+        u3, needed = self._survivors, self._needed()
+        self._close(Stage.UNMASK, u3, set(self._responders), needed)
         if self._acc is None:
             raise ProtocolError("no masked vectors were collected")
         acc, self._acc = self._acc, None
@@ -286,9 +335,10 @@ class ServerSession:
             acc,
             self._keys,
             survivors=u3,
-            dropped=u2 - u3,
+            dropped=needed - u3,
             seed_shares=self._shares[ShareKind.SELF_SEED],
             key_shares=self._shares[ShareKind.MASK_KEY],
+            omitted={(v, u) for v in u3 for u in self._accused[v]},
         )
         weighted_sum, total_weight = self.config.quantizer.dequantize(acc)
         return AggregateResult(
@@ -297,4 +347,5 @@ class ServerSession:
             contributors=tuple(sorted(u3)),
             dropouts=dict(self._dropouts),
             error_bound=self.config.quantizer.error_bound(),
+            misbehaving=dict(self._excluded),
         )

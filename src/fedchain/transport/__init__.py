@@ -9,12 +9,14 @@ transport does not pull in ``flwr``).
 
 from fedchain.transport.client import DEFAULT_TIMEOUT, DataPlaneClient
 from fedchain.transport.framing import CHUNK_SIZE, SERVICE
+from fedchain.transport.limits import CallLimits
 from fedchain.transport.server import DataPlaneServer
 
 __all__ = [
     "CHUNK_SIZE",
     "DEFAULT_TIMEOUT",
     "SERVICE",
+    "CallLimits",
     "DataPlaneClient",
     "DataPlaneServer",
 ]

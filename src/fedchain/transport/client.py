@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
-from fedchain.errors import FedchainError, PayloadError, PayloadTooLarge, TransportError
+from fedchain.errors import (
+    DataPlaneBusy,
+    FedchainError,
+    PayloadError,
+    PayloadTooLarge,
+    TransportError,
+)
 from fedchain.hashing import sha256_hex
 from fedchain.pki import Consortium, Identity
 from fedchain.transport import tls
@@ -45,6 +52,28 @@ _log = logging.getLogger(__name__)
 
 #: Seconds allowed for one call, whole stream included (a 1 GB model on a slow link).
 DEFAULT_TIMEOUT = 600.0
+#: Backoff between attempts of a call the server refused as busy (first, longest).
+BUSY_BACKOFF = (0.05, 2.0)
+
+T = TypeVar("T")
+
+
+def _while_busy(operation: Callable[[], T], what: str, timeout: float | None) -> T:
+    """Run ``operation``, trying again with backoff while the server answers busy.
+
+    A busy refusal comes before the server reads anything, so trying again is safe; after
+    ``timeout`` seconds (or never, if None) of refusals the last DataPlaneBusy propagates.
+    """
+    delay, give_up = BUSY_BACKOFF[0], None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            return operation()
+        except DataPlaneBusy as exc:
+            if give_up is not None and time.monotonic() + delay > give_up:
+                raise
+            _log.info("%s: the aggregator is busy (%s); retrying in %.2f s", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, BUSY_BACKOFF[1])
 
 
 class _Gate:
@@ -136,6 +165,9 @@ class DataPlaneClient:
 
     def ping(self) -> str:
         """The organization the server authenticated us as (checks connectivity and identity)."""
+        return _while_busy(self._ping_once, "ping", self.timeout)
+
+    def _ping_once(self) -> str:
         try:
             raw = self._ping(PingRequest(self.identity.org).encode(), timeout=self.timeout)
             return str(decode_header(raw, "pong")["org"])
@@ -154,6 +186,11 @@ class DataPlaneClient:
         check_sha256(sha256)
         if max_size < 0:
             raise PayloadError(f"max_size must be non-negative, not {max_size}")
+        return _while_busy(
+            lambda: self._fetch_once(sha256, max_size), f"fetch {sha256[:12]}", self.timeout
+        )
+
+    def _fetch_once(self, sha256: str, max_size: int) -> bytearray:
         request = FetchRequest(self.identity.org, sha256, max_size).encode()
         stream = self._fetch(request, timeout=self.timeout)
         try:
@@ -187,6 +224,11 @@ class DataPlaneClient:
         """
         view = as_byte_view(data)
         digest = sha256_hex(view) if sha256 is None else check_sha256(sha256)
+        _while_busy(
+            lambda: self._upload_once(view, digest, task), f"upload {digest[:12]}", self.timeout
+        )
+
+    def _upload_once(self, view: memoryview, digest: str, task: str) -> None:
         head = UploadHeader(self.identity.org, digest, len(view), task).encode()
         gate = _Gate()
         try:

@@ -15,6 +15,9 @@ a JSON header first — see :mod:`fedchain.transport.framing`):
 Every request names its sender (``org``); it must equal the organization of the verified client
 certificate, or the call fails with UNAUTHENTICATED.
 
+Calls are limited per organization and overall, and a stream that moves nothing for a while is
+cut (:mod:`fedchain.transport.limits`): one organization cannot starve the others.
+
 .. warning::
    ``insecure_dev=True`` serves **plaintext** gRPC and **trusts the org a caller claims**. It
    binds loopback addresses only and is meant for local debugging, never for a deployment.
@@ -31,7 +34,7 @@ from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
 
-from fedchain.errors import FedchainError, PayloadTooLarge, TransportError
+from fedchain.errors import DataPlaneBusy, FedchainError, PayloadTooLarge, TransportError
 from fedchain.pki import Consortium, Identity
 from fedchain.transport import tls
 from fedchain.transport.framing import (
@@ -43,6 +46,7 @@ from fedchain.transport.framing import (
     UploadHeader,
     encode_header,
 )
+from fedchain.transport.limits import Admission, CallLimits, IdleWatch
 from fedchain.transport.presence import HEARTBEAT_S, Presence
 from fedchain.transport.registry import PayloadRegistry
 from fedchain.transport.status import code_for
@@ -77,24 +81,55 @@ _H = TypeVar("_H", bound=_Claim)
 class _DataPlaneService:
     """The RPC handlers; state lives in the registry."""
 
-    def __init__(self, consortium: Consortium, registry: PayloadRegistry, insecure: bool) -> None:
+    def __init__(
+        self,
+        consortium: Consortium,
+        registry: PayloadRegistry,
+        insecure: bool,
+        limits: CallLimits,
+    ) -> None:
         self._consortium = consortium
         self._registry = registry
         self._insecure = insecure
         self.presence = Presence()
+        self._admission = Admission(limits.per_org)
+        self.idle = IdleWatch(limits.idle_s)
+        # An attached organization must never look idle: beat well within the idle deadline.
+        self._heartbeat = min(HEARTBEAT_S, limits.idle_s / 2)
 
-    def _identify(self, context: Any, raw: bytes, decode: Callable[[bytes], _H]) -> tuple[str, _H]:
+    def _admit(self, context: Any, org: str) -> None:
+        """Count the call against ``org``'s limit until it ends (RESOURCE_EXHAUSTED if over)."""
+        try:
+            self._admission.enter(org)
+        except DataPlaneBusy as exc:
+            _log.warning("refused a call from %s: %s", org, exc)
+            _abort(context, exc)
+        if not context.add_callback(lambda: self._admission.leave(org)):
+            self._admission.leave(org)  # the call had already ended
+
+    def _caller(self, context: Any) -> str | None:
+        """The org of the verified client certificate, admitted (None in insecure_dev mode).
+
+        Decided before any request byte is read, so a caller over its limit is refused before
+        it can hold a worker waiting for a header.
+        """
+        if self._insecure:
+            return None
+        try:
+            certified = tls.peer_org(context, self._consortium)
+        except FedchainError as exc:
+            _deny(context, f"client certificate refused: {exc}")
+        self._admit(context, certified)
+        return certified
+
+    def _claim(
+        self, context: Any, certified: str | None, raw: bytes, decode: Callable[[bytes], _H]
+    ) -> tuple[str, _H]:
         """The caller's org and its request header; the header's claim must match the caller.
 
-        With mTLS the org comes from the verified certificate, checked before the header is
-        even parsed; in insecure_dev mode the claim of any member org is taken at its word.
+        With mTLS the org comes from the verified certificate (:meth:`_caller`); in
+        insecure_dev mode the claim of any member org is taken at its word, and admitted here.
         """
-        certified = None
-        if not self._insecure:
-            try:
-                certified = tls.peer_org(context, self._consortium)
-            except FedchainError as exc:
-                _deny(context, f"client certificate refused: {exc}")
         try:
             head = decode(raw)
         except FedchainError as exc:
@@ -103,7 +138,29 @@ class _DataPlaneService:
             _deny(context, f"request claims org {head.org!r}, which is not a member")
         if certified is not None and head.org != certified:
             _deny(context, f"request claims org {head.org!r} but the caller is {certified!r}")
+        if certified is None:
+            self._admit(context, head.org)
         return head.org, head
+
+    def _identify(self, context: Any, raw: bytes, decode: Callable[[bytes], _H]) -> tuple[str, _H]:
+        """:meth:`_caller` then :meth:`_claim`, for calls whose request is already read."""
+        return self._claim(context, self._caller(context), raw, decode)
+
+    def _watched(self, context: Any, messages: Iterator[bytes]) -> Iterator[bytes]:
+        """``messages`` (a request stream) touching the idle watch of the call at each one."""
+        for message in messages:
+            self.idle.touch(context)
+            yield message
+
+    def _sending(self, context: Any, what: str, answers: Iterator[bytes]) -> Iterator[bytes]:
+        """Answers of a streaming call under the idle watch; a cut call ends quietly."""
+        self.idle.watch(context, what)
+        try:
+            for answer in answers:
+                yield answer
+                self.idle.touch(context)  # the peer took it
+        except grpc.RpcError:
+            _log.debug("%s ended by cancellation", what)
 
     def ping(self, request: bytes, context: Any) -> bytes:
         """Answer the caller's organization as authenticated here."""
@@ -111,7 +168,11 @@ class _DataPlaneService:
         return encode_header("pong", org=org)
 
     def fetch(self, request: bytes, context: Any) -> Iterator[bytes]:
-        """Stream an offered payload: header, then chunks shared with concurrent fetches."""
+        """Stream an offered payload (under the idle watch)."""
+        return self._sending(context, "a Fetch call", self._fetch(request, context))
+
+    def _fetch(self, request: bytes, context: Any) -> Iterator[bytes]:
+        """Header, then chunks shared with concurrent fetches."""
         org, ask = self._identify(context, request, FetchRequest.decode)
         try:
             payload = self._registry.open_offer(org, ask.sha256)
@@ -127,8 +188,14 @@ class _DataPlaneService:
         yield from payload  # closes the reader if the call ends early
 
     def upload(self, requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
-        """Accept an expected upload: refuse or go ahead on the header, then fill and check."""
-        org, head = self._identify(context, next(requests, b""), UploadHeader.decode)
+        """Accept an expected upload (under the idle watch, header wait included)."""
+        answers = self._upload(self._watched(context, requests), context)
+        return self._sending(context, "an Upload call", answers)
+
+    def _upload(self, requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
+        """Refuse or go ahead on the header, then fill and check."""
+        certified = self._caller(context)
+        org, head = self._claim(context, certified, next(requests, b""), UploadHeader.decode)
         try:
             sink = self._registry.begin_upload(org, head.sha256, head.size)
         except FedchainError as exc:
@@ -149,13 +216,17 @@ class _DataPlaneService:
         yield encode_header("received", sha256=head.sha256)
 
     def attach(self, request: bytes, context: Any) -> Iterator[bytes]:
-        """Hold the caller present until the call ends; heartbeats let both sides notice loss."""
+        """Hold the caller present until the call ends (under the idle watch)."""
+        return self._sending(context, "an Attach call", self._attach(request, context))
+
+    def _attach(self, request: bytes, context: Any) -> Iterator[bytes]:
+        """Heartbeats let both sides notice loss; a reader that stops reading is cut."""
         org, _ = self._identify(context, request, PingRequest.decode)
         ended = threading.Event()
         context.add_callback(ended.set)
         with self.presence.attached(org):
             yield encode_header("attached", org=org)
-            while not ended.wait(HEARTBEAT_S) and context.is_active():
+            while not ended.wait(self._heartbeat) and context.is_active():
                 yield encode_header("heartbeat", org=org)
 
     def handler(self) -> Any:
@@ -187,7 +258,7 @@ class DataPlaneServer:
         max_payload_bytes: int,
         insecure_dev: bool = False,
         chunk_size: int = CHUNK_SIZE,
-        max_workers: int | None = None,
+        limits: CallLimits | None = None,
         shared_chunks: int = 16,
     ) -> None:
         self.identity = identity
@@ -195,9 +266,10 @@ class DataPlaneServer:
         self.insecure_dev = insecure_dev
         self.chunk_size = chunk_size
         self._registry = PayloadRegistry(max_payload_bytes, chunk_size, shared_chunks)
-        self._service = _DataPlaneService(consortium, self._registry, insecure_dev)
-        # Every attached organization holds one worker for its Attach call.
-        self._max_workers = max_workers or 16 + 2 * len(consortium.cas)
+        self.limits = limits or CallLimits()
+        self._service = _DataPlaneService(consortium, self._registry, insecure_dev, self.limits)
+        # One worker per call allowed to run: an admitted call never waits for a thread.
+        self._max_calls = self.limits.total_for(len(consortium.cas))
         self._server: Any = None
 
     def start(self, address: str) -> int:
@@ -209,9 +281,10 @@ class DataPlaneServer:
         else:
             tls.split_address(address)
         server = grpc.server(
-            futures.ThreadPoolExecutor(self._max_workers, thread_name_prefix="dataplane"),
+            futures.ThreadPoolExecutor(self._max_calls, thread_name_prefix="dataplane"),
             handlers=[self._service.handler()],
             options=tls.server_options(self.chunk_size),
+            maximum_concurrent_rpcs=self._max_calls,
         )
         try:
             if self.insecure_dev:
@@ -236,6 +309,7 @@ class DataPlaneServer:
         if self._server is not None:
             self._server.stop(grace).wait()
             self._server = None
+        self._service.idle.stop()
         self._registry.clear()
 
     def __enter__(self) -> DataPlaneServer:

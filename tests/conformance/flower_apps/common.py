@@ -49,8 +49,14 @@ def save_result(label: str, arrays: ArrayRecord | None, **metrics: Any) -> None:
         return
     if arrays is not None:
         np.savez(Path(folder) / f"{label}.npz", *arrays.to_numpy_ndarrays())
-    plain = {k: dict(v) if isinstance(v, MetricRecord) else v for k, v in metrics.items()}
-    (Path(folder) / f"{label}.json").write_text(json.dumps(plain, sort_keys=True, default=str))
+    (Path(folder) / f"{label}.json").write_text(json.dumps(_plain(metrics), sort_keys=True))
+
+
+def _plain(value: Any) -> Any:
+    """Metric records (nested in dicts by round, as in Flower's ``Result``) as JSON values."""
+    if isinstance(value, MetricRecord | dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 def linear_train(
