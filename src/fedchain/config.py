@@ -167,6 +167,7 @@ class ClientSettings(_Section):
     server: Address = "127.0.0.1:9443"
     app: str | None = None  # "package.module:attr" or a directory holding the app
     node_config: dict[str, ConfigValue] = Field(default_factory=dict)
+    secure: bool = False  # take part in secure aggregation when the aggregator runs it
 
 
 class Settings(_Section):

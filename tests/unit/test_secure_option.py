@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fedchain.cli.options import server_options
+from fedchain.cli.options import client_options, server_options
 from fedchain.config import Settings
 
 
@@ -38,3 +38,18 @@ def test_secure_takes_its_bound_from_the_flag_over_the_file(
 def test_a_bound_below_one_is_refused_by_the_settings() -> None:
     with pytest.raises(ValueError, match="max_weight"):
         Settings.model_validate({"server": {"max_weight": 0}})
+
+
+@pytest.mark.parametrize(
+    ("settings", "flags", "expected"),
+    [
+        (Settings(), {}, False),
+        (Settings(), {"secure": True}, True),
+        (Settings.model_validate({"client": {"secure": True}}), {}, True),
+    ],
+)
+def test_an_organization_opts_in_by_flag_or_file(
+    settings: Settings, flags: dict[str, object], expected: bool
+) -> None:
+    given = {"identity": Path("org2"), "app": "pkg.client:app", **flags}
+    assert client_options(settings, **given).secure is expected

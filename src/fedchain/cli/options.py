@@ -119,6 +119,7 @@ def client_options(settings: Settings, **flags: Any) -> ClientOptions:
         server=flags.get("server") or cli.server,
         run=flags.get("run"),
         exit_when_done=bool(flags.get("exit_when_done")),
+        secure=bool(flags.get("secure")) or cli.secure,
         node_config=dict(cli.node_config),
         insecure_dev=bool(flags.get("insecure_dev")) or settings.tls.insecure_dev,
         password=_password(settings, flags.get("password")),

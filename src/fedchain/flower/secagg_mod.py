@@ -142,9 +142,10 @@ secagg_mod: Mod = make_secagg_mod()
 
 
 def secure_capable(app: ClientAppCallable) -> ClientAppCallable:
-    """``app`` with the anchored mod outermost, as ``fedchain-client`` runs every ClientApp:
-    an unchanged app takes part in secure aggregation when the aggregator runs it
-    (``fedchain-server --secure``); every other message reaches ``app`` untouched."""
+    """``app`` with the anchored mod outermost, as ``fedchain-client --secure`` runs it: an
+    unchanged app takes part in secure aggregation when the aggregator runs it
+    (``fedchain-server --secure``); every other message reaches ``app`` untouched. Not for an
+    app that has a secure-aggregation mod of its own: this one would answer in its place."""
     mod = make_secagg_mod(require_anchor=True)
 
     def call(message: Message, context: Context) -> Message:

@@ -172,8 +172,8 @@ def run_demo(
         address, run = _await_listening(server, logs / "aggregator.log")
         for org, args in plan.client_args.items():
             client_args = [*args, "--server", address, "--exit-when-done", *apps]
-            if secure and app is None:
-                client_args += ["--app", SECURE_APP + "secure_client_app"]
+            if secure:
+                client_args += ["--secure"] if app else ["--app", SECURE_APP + "secure_client_app"]
             _start(procs, "fedchain.cli.client", client_args, logs / f"{org}.log", capture=False)
         run = _follow(server, emit) or run
         if server.wait() != 0:

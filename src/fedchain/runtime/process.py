@@ -77,6 +77,7 @@ class ClientOptions:
     server: str = "127.0.0.1:9443"
     run: str | None = None
     exit_when_done: bool = False
+    secure: bool = False  # --secure: the ClientApp runs inside the anchored secagg mod
     max_payload_bytes: int = 256 << 20
     node_config: dict[str, Any] = field(default_factory=dict)
     insecure_dev: bool = False
@@ -217,7 +218,9 @@ def participate(
     """Run one organization until ``stop`` (or the run is done, with ``exit_when_done``)."""
     consortium = load_consortium(options.pki)
     identity = _client_identity(options, consortium)
-    client_app = secure_capable(load_component(resolve_app(options.app, "clientapp")))
+    client_app = load_component(resolve_app(options.app, "clientapp"))
+    if options.secure:
+        client_app = secure_capable(client_app)
     ledger = _wait_for_ledger(options.ledger, identity, consortium, stop)
     dataplane = DataPlaneClient(
         options.server, identity, consortium, insecure_dev=options.insecure_dev
