@@ -28,5 +28,8 @@ if __name__ == "__main__":
         server_app=component(app_dir, "serverapp"),
         client_app=component(app_dir, "clientapp"),
         num_supernodes=int(sys.argv[2]),
-        backend_config={"client_resources": {"num_cpus": 1}, "init_args": {"num_cpus": 2}},
+        backend_config={
+            "client_resources": {"num_cpus": 1},
+            "init_args": {"num_cpus": 2, "include_dashboard": False},  # no fixed dashboard port
+        },
     )
