@@ -49,7 +49,10 @@ def simulate(app_dir: Path, nodes: int, overrides: dict[str, Any]) -> None:
         exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
         client_app=_component(app_dir, "clientapp"),
         server_app=_component(app_dir, "serverapp"),
-        backend_config={"client_resources": {"num_cpus": 1}, "init_args": {"num_cpus": 2}},
+        backend_config={
+            "client_resources": {"num_cpus": 1},
+            "init_args": {"num_cpus": 2, "include_dashboard": False},  # no fixed dashboard port
+        },
         server_app_context=Context(RUN_ID, 0, {}, RecordDict(), config),
         app_dir=str(app_dir),
         run=run,
