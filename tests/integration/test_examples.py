@@ -15,7 +15,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.integration.runtime_support import ROOT, WAIT, child_env, records
+from tests.integration.runtime_support import (
+    ROOT,
+    WAIT,
+    Deployment,
+    by_org,
+    child_env,
+    closes,
+    records,
+)
 
 from fedchain.runtime.arrays import load_model
 
@@ -229,3 +237,22 @@ def test_an_example_runs_unchanged_in_flower_s_simulation(
     assert (tmp_path / saved).is_file(), proc.stderr[-3000:]
     monkeypatch.syspath_prepend(str(EXAMPLES / app))
     assert _accuracy_of_saved(app, tmp_path / saved) > chance + 0.2
+
+
+def test_an_organization_that_did_not_opt_in_is_recorded_as_dropped(deployment: Deployment) -> None:
+    """``fedchain-server --secure`` with org3 started without ``--secure``: its unchanged app
+    fails the setup message, the ledger says where it dropped, and the other two finish."""
+    app = str(EXAMPLES / "tabular-secagg-dp")
+    agg = deployment.server(rounds=1, app=app, extra=("--secure",))
+    address = str(agg.event("listening")["address"])
+    clients = [
+        deployment.client(org, address, app=app, extra=("--secure",) if org != "org3" else ())
+        for org in ("org1", "org2", "org3")
+    ]
+    agg.expect_exit(0, timeout=4 * WAIT)
+    for client in clients:
+        client.expect_exit(0)
+    close = closes(deployment.ledger)[1]
+    assert by_org(close["dropouts"], "stage") == {"org3": "secagg.advertise_keys"}
+    assert sorted(a["org"] for a in close["aggregated"]) == ["org1", "org2"]
+    assert close["model_sha256"] is not None
