@@ -151,6 +151,8 @@ class ServerSettings(_Section):
     selection_key: str = "num-examples"
     k: Annotated[int, Field(ge=1)] | None = None
     threshold: float | None = None
+    secure: bool = False  # secure aggregation around the app's strategy
+    max_weight: Annotated[int, Field(ge=1)] = 100_000  # largest sample count of one org
 
     @model_validator(mode="after")
     def _selection_parameters(self) -> ServerSettings:
@@ -167,6 +169,7 @@ class ClientSettings(_Section):
     server: Address = "127.0.0.1:9443"
     app: str | None = None  # "package.module:attr" or a directory holding the app
     node_config: dict[str, ConfigValue] = Field(default_factory=dict)
+    secure: bool = False  # take part in secure aggregation when the aggregator runs it
 
 
 class Settings(_Section):

@@ -135,6 +135,7 @@ def test_demo_trains_every_org_on_the_fabric_channel(demo: Summary) -> None:
     assert demo["audit_ok"] is True, demo["problems"]
     assert "write rules" in demo["verified"]
     assert "Fabric channel 'fedchain'" in demo["ledger"]
+    assert demo["explorer"].startswith("fedchain explorer --config ")  # a member's view of it
     assert [r["round"] for r in demo["rounds"]] == list(range(1, ROUNDS + 1))
     for row in demo["rounds"]:
         assert sorted(row["participants"]) == ORGS

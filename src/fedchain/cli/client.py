@@ -51,6 +51,9 @@ def client(
     ledger: LedgerOpt = None,
     ledger_backend: LedgerBackendOpt = None,
     run: Annotated[str | None, Opt(help="Follow only this run")] = None,
+    secure: Annotated[
+        bool, Opt(help="Take part in secure aggregation (fedchain-server --secure)")
+    ] = False,
     exit_when_done: Annotated[
         bool, Opt(help="Exit when the followed run ends (its ServerApp returned or failed)")
     ] = False,
@@ -72,6 +75,7 @@ def client(
         ledger_backend=ledger_backend,
         run=run,
         exit_when_done=exit_when_done,
+        secure=secure,
         password=password_from_env(password_env),
         insecure_dev=insecure_dev,
     )

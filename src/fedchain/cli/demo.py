@@ -81,6 +81,7 @@ def _summary(result: DemoResult) -> dict[str, Any]:
         "verified": result.check.verified,
         "problems": result.check.problems,
         "plot": str(result.plot) if result.plot else None,
+        "explorer": result.explorer,
         "rounds": result.rounds,
     }
 
@@ -122,3 +123,4 @@ def _render(result: DemoResult) -> None:
     console.print(f"ledger: {result.ledger}")
     if result.plot is not None:
         console.print(f"plot: {result.plot}")
+    console.print(f"explore it in a browser: {result.explorer}", soft_wrap=True, markup=False)

@@ -8,6 +8,7 @@ from fedchain.cli._common import VersionOption
 from fedchain.cli.audit import audit_command
 from fedchain.cli.ceremony import consortium_app, org_app
 from fedchain.cli.demo import demo
+from fedchain.cli.explorer import explorer_command
 from fedchain.cli.fabric_nodes import fabric_nodes_command
 from fedchain.cli.ledger import app as ledger_app
 from fedchain.cli.pki import app as pki_app
@@ -33,6 +34,7 @@ app.add_typer(pki_app, name="pki")
 app.add_typer(ledger_app, name="ledger")
 app.command(name="audit")(audit_command)
 app.command(name="demo")(demo)
+app.command(name="explorer")(explorer_command)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,9 @@ def server_options(settings: Settings, **flags: Any) -> ServerOptions:
         wait_for=flags.get("wait_for"),
         selection=policy,
         max_payload_bytes=int((flags.get("max_payload_mb") or srv.max_payload_mb) * (1 << 20)),
+        secure_max_weight=(flags.get("max_weight") or srv.max_weight)
+        if flags.get("secure") or srv.secure
+        else None,
         limits=CallLimits(srv.max_calls_per_org, srv.max_calls, srv.stream_idle_s),
         run_config=dict(settings.run_config),
         insecure_dev=bool(flags.get("insecure_dev")) or settings.tls.insecure_dev,
@@ -116,6 +119,7 @@ def client_options(settings: Settings, **flags: Any) -> ClientOptions:
         server=flags.get("server") or cli.server,
         run=flags.get("run"),
         exit_when_done=bool(flags.get("exit_when_done")),
+        secure=bool(flags.get("secure")) or cli.secure,
         node_config=dict(cli.node_config),
         insecure_dev=bool(flags.get("insecure_dev")) or settings.tls.insecure_dev,
         password=_password(settings, flags.get("password")),

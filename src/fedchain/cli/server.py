@@ -70,6 +70,12 @@ def server(
     max_payload_mb: Annotated[
         float | None, Opt(help="Largest model or reply accepted, in MiB")
     ] = None,
+    secure: Annotated[
+        bool, Opt(help="Secure aggregation around the app's strategy (pairwise masking)")
+    ] = False,
+    max_weight: Annotated[
+        int | None, Opt(min=1, help="With --secure: the largest sample count of one org")
+    ] = None,
     password_env: PasswordEnvOpt = None,
     insecure_dev: InsecureDevOpt = False,
     json_output: JsonOpt = False,
@@ -97,6 +103,8 @@ def server(
         selection_key=selection_key,
         k=k,
         threshold=threshold,
+        secure=secure,
+        max_weight=max_weight,
         password=password_from_env(password_env),
         insecure_dev=insecure_dev,
     )

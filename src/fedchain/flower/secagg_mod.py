@@ -56,7 +56,7 @@ from fedchain.secagg import (
     verify_keys,
 )
 
-__all__ = ["SECAGG_ERROR_CODE", "make_secagg_mod", "secagg_mod"]
+__all__ = ["SECAGG_ERROR_CODE", "make_secagg_mod", "secagg_mod", "secure_capable"]
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,19 @@ def make_secagg_mod(*, require_anchor: bool = False) -> Mod:
 
 secagg_mod: Mod = make_secagg_mod()
 """The default mod: anchors keys when a ledger is available, trusts the aggregator otherwise."""
+
+
+def secure_capable(app: ClientAppCallable) -> ClientAppCallable:
+    """``app`` with the anchored mod outermost, as ``fedchain-client --secure`` runs it: an
+    unchanged app takes part in secure aggregation when the aggregator runs it
+    (``fedchain-server --secure``); every other message reaches ``app`` untouched. Not for an
+    app that has a secure-aggregation mod of its own: this one would answer in its place."""
+    mod = make_secagg_mod(require_anchor=True)
+
+    def call(message: Message, context: Context) -> Message:
+        return mod(message, context, app)
+
+    return call
 
 
 def _reply(msg: Message, record: ConfigRecord) -> Message:

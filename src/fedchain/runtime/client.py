@@ -18,6 +18,7 @@ from typing import Any
 
 from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import ClientAppCallable
 
 from fedchain.errors import FedchainError, LedgerUnavailable, RuleViolation
 from fedchain.flower.anchor import LedgerAnchor, anchored
@@ -80,7 +81,7 @@ class ClientRuntime:
         self,
         ledger: Ledger,
         dataplane: DataPlaneClient,
-        app: ClientApp,
+        app: ClientApp | ClientAppCallable,
         *,
         orgs: Sequence[str],
         settings: ClientSettings | None = None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,7 @@ __all__ = ["DemoResult", "run_demo"]
 MARKER = ".fedchain-demo"
 LOCAL_EPOCHS = 5  # the built-in app's default: the baseline sees as many passes over the data
 BUILT_IN_ROUNDS = 10
+SECURE_APP = "fedchain.examples.digits:"
 Events = Callable[[str, dict[str, Any]], None]
 
 
@@ -50,6 +52,7 @@ class DemoResult:
     baseline: float | None
     plot: Path | None
     rounds: list[dict[str, Any]] = field(default_factory=list)
+    explorer: str = ""  # the command that opens the explorer on this ledger
 
 
 def prepare_workdir(workdir: Path) -> None:
@@ -133,12 +136,10 @@ def run_demo(
     file in ``workdir``. ``ledger="fabric"``: the organizations of the running Fabric network
     whose fedchain.toml files are in ``network``; ``orgs`` is refused there (ConfigError).
     ``app``: a Flower app directory to run instead of the built-in app (``rounds``, when
-    given, sets its ``num-server-rounds``; it has no accuracy of the demo's to report).
+    given, sets its ``num-server-rounds``; it has no accuracy of the demo's to report);
+    ``secure`` then wraps its strategy in secure aggregation (``fedchain-server --secure``).
     """
     emit = events or (lambda _n, _d: None)
-    if app is not None and secure:
-        raise ConfigError("--secure runs the built-in app with secure aggregation; with --app "
-                          "the app chooses its own strategy and mods")  # fmt: skip
     if app is not None and not (app / "pyproject.toml").is_file():
         raise ConfigError(f"--app {app}: not a Flower app directory (no pyproject.toml)")
     if app is None and rounds is None:
@@ -164,8 +165,8 @@ def run_demo(
         "--deadline", "60", *(["--rounds", str(rounds)] if rounds is not None else []),
     ]  # fmt: skip
     apps = [] if app is None else ["--app", str(app.resolve())]
-    if secure:
-        server_args += ["--app", "fedchain.examples.digits:secure_server_app"]
+    if secure:  # an app directory's strategy is wrapped; the built-in app has a secure twin
+        server_args += ["--secure"] if app else ["--app", SECURE_APP + "secure_server_app"]
     server_args += apps
     with _processes() as procs:
         server = _start(procs, "fedchain.cli.server", server_args, logs / "aggregator.log",
@@ -174,7 +175,7 @@ def run_demo(
         for org, args in plan.client_args.items():
             client_args = [*args, "--server", address, "--exit-when-done", *apps]
             if secure:
-                client_args += ["--app", "fedchain.examples.digits:secure_client_app"]
+                client_args += ["--secure"] if app else ["--app", SECURE_APP + "secure_client_app"]
             _start(procs, "fedchain.cli.client", client_args, logs / f"{org}.log", capture=False)
         run = _follow(server, emit) or run
         if server.wait() != 0:
@@ -183,9 +184,12 @@ def run_demo(
     emit("audited", {"entries": check.entries, "ok": check.ok})
     if app is not None:
         table = _table(check)
-        return DemoResult(workdir, plan.ledger, run, check, None, None, _plot_of(workdir, table),
-                          table)  # fmt: skip
-    return _finish(workdir, plan.ledger, models, run, rounds or BUILT_IN_ROUNDS, check)
+        result = DemoResult(workdir, plan.ledger, run, check, None, None,
+                            _plot_of(workdir, table), table)  # fmt: skip
+    else:
+        result = _finish(workdir, plan.ledger, models, run, rounds or BUILT_IN_ROUNDS, check)
+    result.explorer = shlex.join(["fedchain", "explorer", *plan.explorer, "--models", str(models)])
+    return result
 
 
 def _lines(proc: subprocess.Popen[str]) -> IO[str]:

@@ -53,6 +53,7 @@ class DemoPlan:
     server_args: list[str]
     client_args: dict[str, list[str]]
     check: Callable[[Path, str], LedgerCheck]  # (models folder, run id) -> the check
+    explorer: list[str] = field(default_factory=list)  # `fedchain explorer` options to view it
 
 
 def embedded_plan(workdir: Path, orgs: int) -> DemoPlan:
@@ -79,6 +80,7 @@ def embedded_plan(workdir: Path, orgs: int) -> DemoPlan:
         server_args=[*common, "--address", "127.0.0.1:0"],
         client_args={org: [*common, "--org", org] for org in names},
         check=check,
+        explorer=["--ledger", str(ledger), "--pki", str(pki)],
     )
 
 
@@ -107,6 +109,7 @@ def fabric_plan(network: Path) -> DemoPlan:
         server_args=[*config(network / AGGREGATOR_TOML), "--address", "127.0.0.1:0"],
         client_args={org: config(path) for org, path in sorted(orgs.items())},
         check=check,
+        explorer=["--config", str(next(iter(sorted(orgs.values()))))],
     )
 
 

@@ -20,6 +20,7 @@ from flwr.app import Context, RecordDict
 from fedchain.config import LedgerSettings
 from fedchain.errors import ConfigError, LedgerNotFound
 from fedchain.flower.recorded import ledger_recorded
+from fedchain.flower.secagg_mod import secure_capable
 from fedchain.ledger import Ledger, Query
 from fedchain.ledger.checkpoint import GuardedLedger
 from fedchain.ledger.embedded import EmbeddedLedger
@@ -55,6 +56,7 @@ class ServerOptions:
     models_dir: Path = Path("fedchain-models")
     deadline_s: float = 600.0
     min_replies: int = 1
+    secure_max_weight: int | None = None  # --secure: SecureAggregation around the strategy
     min_nodes: int | None = None
     wait_for: int | None = None
     selection: SelectionPolicy = field(default_factory=take_all)
@@ -76,6 +78,7 @@ class ClientOptions:
     server: str = "127.0.0.1:9443"
     run: str | None = None
     exit_when_done: bool = False
+    secure: bool = False  # --secure: the ClientApp runs inside the anchored secagg mod
     max_payload_bytes: int = 256 << 20
     node_config: dict[str, Any] = field(default_factory=dict)
     insecure_dev: bool = False
@@ -200,7 +203,9 @@ def serve(options: ServerOptions, events: Events | None = None) -> str:
         if ref.run_config is None:  # the module:attr apps' extra setting (the built-in app's)
             server_config.setdefault("min-replies", options.min_replies)
         context = Context(run_number(run), 0, {}, RecordDict(), server_config)
-        with grid.closing_rounds(), ledger_recorded(options.min_replies, options.models_dir):
+        with grid.closing_rounds(), ledger_recorded(
+            options.min_replies, options.models_dir, options.secure_max_weight
+        ):
             server_app(grid, context)
         return run
     finally:
@@ -215,6 +220,8 @@ def participate(
     consortium = load_consortium(options.pki)
     identity = _client_identity(options, consortium)
     client_app = load_component(resolve_app(options.app, "clientapp"))
+    if options.secure:
+        client_app = secure_capable(client_app)
     ledger = _wait_for_ledger(options.ledger, identity, consortium, stop, events)
     dataplane = DataPlaneClient(
         options.server, identity, consortium, insecure_dev=options.insecure_dev

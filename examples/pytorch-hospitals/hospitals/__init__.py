@@ -1,0 +1,1 @@
+"""Three hospitals train one CNN on scikit-learn's digits without pooling their images."""
