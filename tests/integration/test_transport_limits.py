@@ -104,11 +104,17 @@ def limited(
 def test_calls_over_the_per_org_limit_are_refused_and_other_orgs_are_served(
     limited: tuple[DataPlaneServer, str, _Refusals], consortium_dir: Path, consortium: Consortium
 ) -> None:
-    _, address, refusals = limited
+    srv, address, refusals = limited
     hog = _Stalled(address, consortium_dir, "org3", consortium)
     try:
-        hog.open(PER_ORG + 20)
-        refusals.wait_for(20)  # the 20 over the limit, refused before reading anything
+        hog.open(PER_ORG)
+        assert srv.wait_running("org3", PER_ORG, TIMEOUT)  # org3 holds its whole share
+        # One at a time, each seen refused before the next: never more calls in flight than
+        # the server's overall limit, so every refusal is the per-org one, not gRPC's own.
+        for n in range(1, 21):
+            hog.open(1)
+            refusals.wait_for(n)  # refused before reading anything
+        assert srv.running("org3") == PER_ORG
         # org2 is served while org3 holds its whole share
         with _client(address, consortium_dir, consortium) as org2:
             assert org2.ping() == "org2"
@@ -140,18 +146,21 @@ def test_a_stalled_upload_is_cut_after_the_idle_deadline(
 def test_the_client_waits_out_a_busy_refusal(
     limited: tuple[DataPlaneServer, str, _Refusals], consortium_dir: Path, consortium: Consortium
 ) -> None:
-    _, address, refusals = limited
+    srv, address, refusals = limited
     hog = _Stalled(address, consortium_dir, "org2", consortium)
     org2 = _client(address, consortium_dir, consortium)
     try:
         hog.open(PER_ORG)
+        assert srv.wait_running("org2", PER_ORG, TIMEOUT)  # all held before the ping is sent
         answer: list[str] = []
         pinger = threading.Thread(target=lambda: answer.append(org2.ping()))
         pinger.start()
         refusals.wait_for(1)  # the ping was refused as busy at least once...
+        assert answer == []
         hog.release.set()  # ...then the held calls end
         pinger.join(TIMEOUT)
         assert answer == ["org2"]  # and the ping, tried again, went through
+        assert all(c.code() == grpc.StatusCode.INVALID_ARGUMENT for c in hog.calls)
     finally:
         org2.close()
         hog.close()
@@ -183,15 +192,17 @@ def test_limits_are_configured_in_the_server_section(tmp_path: Path) -> None:
         CallLimits(idle_s=0)
 
 
-@pytest.mark.parametrize("limited", [0.5], indirect=True)
+# Heartbeats come every idle/2: a loaded machine must not delay one by another idle/2, so the
+# deadline here is long enough for a scheduling hiccup, yet crossed three times by the beats.
+@pytest.mark.parametrize("limited", [2.0], indirect=True)
 def test_an_attached_org_is_never_cut_as_idle(
     limited: tuple[DataPlaneServer, str, _Refusals], consortium_dir: Path, consortium: Consortium
 ) -> None:
-    srv, address, _ = limited  # idle deadline 0.5 s, heartbeats every 0.25 s
+    srv, address, _ = limited  # idle deadline 2 s, heartbeats every 1 s
     with _client(address, consortium_dir, consortium) as org2, org2.attached() as loop:
         assert loop.attached.wait(TIMEOUT)
         beats = org2._attach(PingRequest("org2").encode(), timeout=TIMEOUT)
-        for _ in range(8):  # 2 s of heartbeats, four idle deadlines, on a second Attach
+        for _ in range(6):  # 6 s of heartbeats, three idle deadlines, on a second Attach
             next(beats)
         beats.cancel()
         assert "org2" in srv.present()

@@ -64,7 +64,7 @@ class Admission:
 
     def __init__(self, per_org: int) -> None:
         self.per_org = per_org
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._running: Counter[str] = Counter()
 
     def enter(self, org: str) -> None:
@@ -76,6 +76,7 @@ class Admission:
                     "(the limit per organization); retry when one ends"
                 )
             self._running[org] += 1
+            self._lock.notify_all()
 
     def leave(self, org: str) -> None:
         """One call of ``org`` ended."""
@@ -83,11 +84,17 @@ class Admission:
             self._running[org] -= 1
             if self._running[org] <= 0:
                 del self._running[org]
+            self._lock.notify_all()
 
     def running(self, org: str) -> int:
         """Calls of ``org`` running now."""
         with self._lock:
             return self._running[org]
+
+    def wait_running(self, org: str, count: int, timeout: float | None = None) -> bool:
+        """Wait until ``org`` has exactly ``count`` calls running; False after ``timeout`` s."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._running[org] == count, timeout)
 
 
 class IdleWatch:

@@ -92,7 +92,7 @@ class _DataPlaneService:
         self._registry = registry
         self._insecure = insecure
         self.presence = Presence()
-        self._admission = Admission(limits.per_org)
+        self.admission = Admission(limits.per_org)
         self.idle = IdleWatch(limits.idle_s)
         # An attached organization must never look idle: beat well within the idle deadline.
         self._heartbeat = min(HEARTBEAT_S, limits.idle_s / 2)
@@ -100,12 +100,12 @@ class _DataPlaneService:
     def _admit(self, context: Any, org: str) -> None:
         """Count the call against ``org``'s limit until it ends (RESOURCE_EXHAUSTED if over)."""
         try:
-            self._admission.enter(org)
+            self.admission.enter(org)
         except DataPlaneBusy as exc:
             _log.warning("refused a call from %s: %s", org, exc)
             _abort(context, exc)
-        if not context.add_callback(lambda: self._admission.leave(org)):
-            self._admission.leave(org)  # the call had already ended
+        if not context.add_callback(lambda: self.admission.leave(org)):
+            self.admission.leave(org)  # the call had already ended
 
     def _caller(self, context: Any) -> str | None:
         """The org of the verified client certificate, admitted (None in insecure_dev mode).
@@ -342,6 +342,14 @@ class DataPlaneServer:
     def present(self) -> frozenset[str]:
         """Organizations currently attached (``fedchain-client`` processes that are up)."""
         return self._service.presence.orgs()
+
+    def running(self, org: str) -> int:
+        """Data-plane calls of ``org`` admitted and not yet ended (counted against its limit)."""
+        return self._service.admission.running(org)
+
+    def wait_running(self, org: str, count: int, timeout: float | None = None) -> bool:
+        """Wait until ``org`` has exactly ``count`` calls running; False after ``timeout`` s."""
+        return self._service.admission.wait_running(org, count, timeout)
 
     @property
     def presence_changed(self) -> threading.Condition:
