@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -86,3 +87,21 @@ def test_a_stop_signal_to_the_demo_stops_its_processes_too(tmp_path: Path, signu
     finally:
         if demo.poll() is None:
             demo.kill()
+
+
+@pytest.mark.slow
+def test_a_demo_of_300_rounds_runs_every_round_and_its_audit_passes(tmp_path: Path) -> None:
+    """``demo --rounds 150`` once hung at round ~105 (the clients' unread stdout pipes filled);
+    a long run of the built-in app (a small linear model on the digits) must reach its end."""
+    done = subprocess.run(
+        [sys.executable, "-m", "fedchain.cli.main", "demo", "--rounds", "300",
+         "--workdir", str(tmp_path / "demo"), "--json"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["event"] == "result"
+    assert result["audit_ok"], result["problems"]
+    assert [row["round"] for row in result["rounds"]] == list(range(1, 301))
+    assert all(len(row["participants"]) == 3 for row in result["rounds"])
+    assert result["rounds"][-1]["model_sha256"]

@@ -32,7 +32,7 @@ class LedgerChoice(StrEnum):
 def demo(
     rounds: Annotated[
         int | None,
-        Opt(min=1, max=200, help="Rounds (built-in app: 10; --app: its num-server-rounds)"),
+        Opt(min=1, max=1000, help="Rounds (built-in app: 10; --app: its num-server-rounds)"),
     ] = None,
     workdir: Annotated[Path, Opt(help="Working folder (replaced on each demo run)")] = Path(
         "fedchain-demo"
