@@ -21,9 +21,13 @@ from fedchain.transport.framing import CHUNK_SIZE, SERVICE
 from fedchain.transport.tls import channel_credentials, channel_options
 
 
-def _never(stop: threading.Event) -> object:
-    """A request stream that sends nothing until ``stop``."""
-    stop.wait()
+def _never(done: threading.Event) -> object:
+    """A request stream that sends nothing and ends with its call (``done``).
+
+    gRPC reads it on a thread of its own; ending it when the call ends keeps that thread from
+    outliving the call (thousands of refused calls would otherwise exhaust the process's threads).
+    """
+    done.wait()
     yield from ()
 
 
@@ -42,8 +46,10 @@ class Hog:
     def hold(self) -> None:
         """One slot: keep an idle Upload open, again and again."""
         while not self.stop.is_set():
-            call = self.upload(_never(self.stop))
+            done = threading.Event()
+            call = self.upload(_never(done))
             code = call.code()  # blocks until the server ends the call
+            done.set()
             with self.lock:
                 busy = code == grpc.StatusCode.RESOURCE_EXHAUSTED
                 self.refused += busy
