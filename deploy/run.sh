@@ -170,7 +170,7 @@ write_tomls() {
     {
         echo "# the aggregator of $AGG_ORG (deploy/run.sh); paths as its container sees them"
         ledger_toml "$AGG_ORG" aggregator
-        printf '\n[server]\naddress = "0.0.0.0:%s"\nhosts = ["%s"]\n' "$AGG_PORT" "$AGG_HOST"
+        printf '\n[server]\naddress = "0.0.0.0:%s"\n' "$AGG_PORT"
     } >"$DEPLOY_WORK/aggregator/fedchain.toml"
 }
 
