@@ -46,6 +46,7 @@ a misbehaving peer), as h11 does.
 from __future__ import annotations
 
 __all__ = [
+    "AttachRefused",
     "CertificateError",
     "CommitError",
     "CommitStatusError",
@@ -255,6 +256,11 @@ class TransportError(FedchainError):
 
 class PeerAuthError(TransportError):
     """The authenticated peer is not allowed to do what it asked (e.g. claims another org)."""
+
+
+class AttachRefused(TransportError):
+    """The aggregator and this organization refuse each other's certificate or identity:
+    a configuration error that retrying cannot mend (unlike an aggregator not yet up)."""
 
 
 class DataPlaneBusy(TransportError):

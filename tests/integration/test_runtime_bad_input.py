@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -295,12 +296,62 @@ def test_identities_that_do_not_belong_cannot_take_part(
             "--server", cheater.address, "--json"], None)  # fmt: skip
         assert "not a CA of consortium 'testnet'" in _one_error_line(foreign)
         assert "is of org2, not of org3" in _one_error_line(mislabeled)
-        refused = outsider.wait_event(
-            lambda e: e.get("state") == "waiting-aggregator" and "reason" in e
-        )
-        assert refused["reason"].startswith("UNAVAILABLE")
-        assert refused["message"].startswith(f"cannot reach the aggregator at {cheater.address}")
+        # both sides refuse each other; the client, checking first, says so and exits (it used
+        # to retry forever, as if the aggregator were down)
+        line = _one_error_line(outsider)
+        assert line.startswith(f"error: cannot attach to the aggregator at {cheater.address}: "
+                               "the server's TLS certificate is not the aggregator's")  # fmt: skip
         assert "org9" not in cheater.plane.present()
-        assert outsider.popen.poll() is None  # still trying, saying so, never let in
+    finally:
+        dep.stop_all()
+
+
+def test_a_member_pointed_at_another_consortiums_aggregator_says_so_and_exits(
+    consortium_dir: Path, tmp_path: Path
+) -> None:
+    rogue_dir = tmp_path / "rogue"
+    rogue = init_consortium(rogue_dir, consortium="rogue", orgs=("org1", "org2"), aggregator="org1")
+    plane = DataPlaneServer(
+        load_identity(identity_dir(rogue_dir, "org1", AGGREGATOR_NAME)), rogue,
+        max_payload_bytes=1 << 20,
+    )  # fmt: skip
+    address = f"127.0.0.1:{plane.start('127.0.0.1:0')}"
+    dep = Deployment(pki=consortium_dir, workdir=tmp_path)
+    try:
+        member = dep.spawn("member", "fedchain.cli.client", [
+            "--pki", str(consortium_dir), "--org", "org2", "--ledger-backend", "memory",
+            "--server", address, "--json"], None)  # fmt: skip
+        line = _one_error_line(member)
+        assert line.startswith(f"error: cannot attach to the aggregator at {address}: the "
+                               "server's TLS certificate is not the aggregator's (")  # fmt: skip
+        assert "from the TLS CA of org1" in line
+        assert plane.present() == frozenset()
+    finally:
+        dep.stop_all()
+        plane.stop(0)
+
+
+def test_a_tls_certificate_the_aggregator_refuses_ends_the_client_with_one_line(
+    cheater: Cheater, consortium_dir: Path, tmp_path: Path
+) -> None:
+    """org2's identity folder holding another consortium's ``tls/``: its signing certificate
+    is fine, so only the aggregator's handshake can refuse it ("Socket closed" to gRPC)."""
+    rogue_dir = tmp_path / "rogue"
+    init_consortium(rogue_dir, consortium="rogue", orgs=("org1", "org2"), aggregator="org1")
+    mixed = tmp_path / "client1"
+    shutil.copytree(identity_dir(consortium_dir, "org2", "client1"), mixed)
+    shutil.rmtree(mixed / "tls")
+    shutil.copytree(identity_dir(rogue_dir, "org2", "client1") / "tls", mixed / "tls")
+    dep = Deployment(pki=consortium_dir, workdir=tmp_path)
+    try:
+        member = dep.spawn("mixed", "fedchain.cli.client", [
+            "--pki", str(consortium_dir), "--identity", str(mixed), "--server", cheater.address,
+            "--ledger", str(cheater.ledger), "--json"], None)  # fmt: skip
+        assert _one_error_line(member) == (
+            f"error: cannot attach to the aggregator at {cheater.address}: the aggregator "
+            "refused this organization's TLS certificate (it closed the connection right after "
+            "the TLS handshake): it must come from a TLS CA of the consortium the aggregator "
+            "runs with"
+        )
     finally:
         dep.stop_all()

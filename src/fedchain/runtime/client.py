@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
@@ -49,7 +49,7 @@ from fedchain.runtime.service import doing, say
 from fedchain.transport import DataPlaneClient
 from fedchain.transport.flower_codec import encode_message
 
-__all__ = ["ClientRuntime", "ClientSettings"]
+__all__ = ["ClientRuntime", "ClientSettings", "StopFlag"]
 
 log = logging.getLogger(__name__)
 Events = Callable[[str, dict[str, Any]], None]
@@ -63,6 +63,12 @@ class ClientSettings:
     exit_when_done: bool = False
     max_payload_bytes: int = 1 << 30
     node_config: dict[str, Any] = field(default_factory=dict)
+
+
+class StopFlag(Protocol):
+    """What :meth:`ClientRuntime.run` polls to stop (a ``threading.Event`` is one)."""
+
+    def is_set(self) -> bool: ...
 
 
 @dataclass
@@ -101,7 +107,7 @@ class ClientRuntime:
         self._cursor = -1
         self.done = threading.Event()
 
-    def run(self, stop: threading.Event | None = None) -> None:
+    def run(self, stop: StopFlag | None = None) -> None:
         """Follow the ledger until ``stop`` is set (or the run is done, if so configured)."""
         stop = stop or threading.Event()
         backlog = self._read(0.0)

@@ -18,7 +18,7 @@ from typing import Any
 from flwr.app import Context, RecordDict
 
 from fedchain.config import LedgerSettings
-from fedchain.errors import ConfigError, LedgerNotFound
+from fedchain.errors import AttachRefused, ConfigError, LedgerNotFound, TransportError
 from fedchain.flower.recorded import ledger_recorded
 from fedchain.flower.secagg_mod import secure_capable
 from fedchain.ledger import Ledger, Query
@@ -228,7 +228,7 @@ def participate(
     )
     try:
         say(events, "waiting-aggregator", f"waiting for the aggregator at {options.server}")
-        with dataplane.attached(attach_reporter(events, options.server)):
+        with dataplane.attached(attach_reporter(events, options.server)) as attach:
             runtime = ClientRuntime(
                 ledger,
                 dataplane,
@@ -242,10 +242,30 @@ def participate(
                 ),
                 events=events,
             )
-            runtime.run(stop)
+            stop = stop or threading.Event()
+            runtime.run(_Either(stop, attach.ended))
+            if attach.ended.is_set() and not (runtime.done.is_set() or stop.is_set()):
+                _attach_failed(options.server, attach.refused)
     finally:
         dataplane.close()
         ledger.close()
+
+
+class _Either:
+    """Set when either event is: stop on request, or when the attach loop has given up."""
+
+    def __init__(self, first: threading.Event, second: threading.Event) -> None:
+        self._events = (first, second)
+
+    def is_set(self) -> bool:
+        return any(event.is_set() for event in self._events)
+
+
+def _attach_failed(server: str, refused: str | None) -> None:
+    """Raise why the organization cannot stay attached to the aggregator at ``server``."""
+    if refused is None:
+        raise TransportError(f"the attach loop to the aggregator at {server} stopped")
+    raise AttachRefused(f"cannot attach to the aggregator at {server}: {refused}")
 
 
 def _client_identity(options: ClientOptions, consortium: Consortium) -> Identity:

@@ -44,7 +44,8 @@ from fedchain.transport.framing import (
     decode_header,
     iter_chunks,
 )
-from fedchain.transport.presence import AttachLoop, Report
+from fedchain.transport.handshake import diagnose
+from fedchain.transport.presence import AttachLoop, Report, log_report
 from fedchain.transport.status import error_from_rpc
 
 __all__ = ["DEFAULT_TIMEOUT", "DataPlaneClient"]
@@ -117,6 +118,12 @@ class DataPlaneClient:
         self.timeout = timeout
         self._chunk_size = chunk_size
         self._owns_channel = channel is None
+        # Refused certificates can be told from an absent server only on our own TLS channel.
+        self._diagnose = (
+            partial(diagnose, address, identity, consortium, server_name=server_name)
+            if channel is None and not insecure_dev
+            else None
+        )
         if channel is None:
             channel = self._dial(address, identity, consortium, insecure_dev, server_name)
         self._channel = channel
@@ -156,10 +163,11 @@ class DataPlaneClient:
     @contextmanager
     def attached(self, report: Report | None = None) -> Iterator[AttachLoop]:
         """Stay attached (counted present by the aggregator) for the duration of the block;
-        ``report`` hears each change (see :class:`AttachLoop`), else it is logged."""
+        ``report`` hears each change (see :class:`AttachLoop`), else it is logged. A refusal
+        ends the loop (its ``ended`` is set and ``refused`` says why)."""
         request = PingRequest(self.identity.org).encode()
         call = partial(self._attach, request)
-        loop = AttachLoop(call, report=report) if report else AttachLoop(call)
+        loop = AttachLoop(call, report=report or log_report, diagnose=self._diagnose)
         loop.start()
         try:
             yield loop

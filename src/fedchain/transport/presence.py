@@ -19,9 +19,11 @@ from typing import Any
 
 import grpc
 
-__all__ = ["HEARTBEAT_S", "AttachLoop", "Backoff", "Presence", "Report"]
+__all__ = ["HEARTBEAT_S", "AttachLoop", "Backoff", "Presence", "Report", "log_report"]
 
 HEARTBEAT_S = 5.0
+#: Status codes by which the aggregator refuses an organization it has authenticated.
+_REFUSALS = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
 _log = logging.getLogger(__name__)
 
 
@@ -58,7 +60,8 @@ class Presence:
 Report = Callable[[str, dict[str, Any]], None]
 
 
-def _log_report(state: str, details: dict[str, Any]) -> None:
+def log_report(state: str, details: dict[str, Any]) -> None:
+    """The default report: attach changes as log lines."""
     if state == "attached":
         _log.info("attached to the aggregator")
     else:
@@ -87,17 +90,27 @@ class AttachLoop:
     """Client side: keep an ``Attach`` call open, reconnecting with capped backoff, until
     stopped; every change (attached, unreachable, lost) goes to ``report``, with the reason
     and the wait before the next attempt. ``wait(seconds)`` returns True to stop waiting early
-    (default: this loop's stop event); tests pass their own to run without waiting."""
+    (default: this loop's stop event); tests pass their own to run without waiting.
+
+    A refusal ends the loop instead, since trying again cannot help: the server's
+    ``UNAUTHENTICATED`` or ``PERMISSION_DENIED``, or an ``UNAVAILABLE`` that ``diagnose()``
+    explains as refused certificates (see :mod:`.handshake`). ``refused`` then holds why and
+    ``ended`` is set.
+    """
 
     def __init__(
         self,
         call: Callable[[], Iterator[bytes]],
         *,
-        report: Report = _log_report,
+        report: Report = log_report,
         backoff: Backoff | None = None,
         wait: Callable[[float], bool] | None = None,
+        diagnose: Callable[[], str | None] | None = None,
     ) -> None:
         self._call = call
+        self._diagnose = diagnose
+        self.refused: str | None = None
+        self.ended = threading.Event()
         self._report = report
         self._backoff = backoff or Backoff()
         self._stop = threading.Event()
@@ -117,10 +130,20 @@ class AttachLoop:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        try:
+            self._attach_until_stopped()
+        finally:
+            self.ended.set()
+
+    def _attach_until_stopped(self) -> None:
         delays = self._backoff.delays()
         while not self._stop.is_set():
-            reason = self._attach_once()
-            if reason is None:
+            failure = self._attach_once()
+            if failure is None:
+                return
+            code, reason = failure
+            self.refused = self._refusal(code, reason)
+            if self.refused is not None:
                 return
             if self.attached.is_set():
                 self.attached.clear()
@@ -133,8 +156,16 @@ class AttachLoop:
             if self._wait(delay):
                 return
 
-    def _attach_once(self) -> str | None:
-        """Hold one ``Attach`` call; why it ended (None: stopped)."""
+    def _refusal(self, code: str, reason: str) -> str | None:
+        """Why retrying cannot help after a failed call, or None if it may."""
+        if code in _REFUSALS:
+            return f"the aggregator refused this organization ({reason})"
+        if code == "UNAVAILABLE" and self._diagnose is not None and not self._stop.is_set():
+            return self._diagnose()
+        return None
+
+    def _attach_once(self) -> tuple[str, str] | None:
+        """Hold one ``Attach`` call; its status code and why it ended (None: stopped)."""
         try:
             self._stream = self._call()
             for _ in self._stream:
@@ -147,8 +178,9 @@ class AttachLoop:
             if self._stop.is_set():
                 return None
             details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-            return f"{exc.code().name}: {_first_line(details)}"
-        return None if self._stop.is_set() else "the aggregator ended the connection"
+            code = exc.code().name
+            return code, f"{code}: {_first_line(details)}"
+        return None if self._stop.is_set() else ("OK", "the aggregator ended the connection")
 
 
 def _first_line(text: str | None) -> str:
