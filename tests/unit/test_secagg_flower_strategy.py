@@ -12,7 +12,15 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 from flwr.app import Array, ConfigRecord, Context, Message
-from flwr.serverapp.strategy import FedAdam, FedAvg, FedMedian, FedProx, Krum, Strategy
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyClientSideFixedClipping,
+    FedAdam,
+    FedAvg,
+    FedMedian,
+    FedProx,
+    Krum,
+    Strategy,
+)
 from tests.unit.secagg_flower_apps import (
     MAX_WEIGHT,
     NODES,
@@ -147,6 +155,23 @@ def test_too_many_dropouts_leave_the_model_unchanged() -> None:
 def test_strategies_that_need_individual_updates_are_refused(inner: Strategy) -> None:
     with pytest.raises(ConfigError, match="individual updates"):
         SecureAggregation(inner, max_weight=10)
+
+
+def test_a_median_inside_a_client_side_dp_wrapper_is_refused_too() -> None:
+    """Only the outermost strategy used to be checked: DP around FedMedian got through."""
+    wrapped = DifferentialPrivacyClientSideFixedClipping(
+        FedMedian(), noise_multiplier=0.1, clipping_norm=1.0, num_sampled_clients=3
+    )
+    with pytest.raises(ConfigError) as info:
+        SecureAggregation(wrapped, max_weight=10)
+    assert str(info.value) == (
+        "FedMedian (inside DifferentialPrivacyClientSideFixedClipping) needs individual "
+        "updates; it cannot aggregate a secure sum"
+    )
+    around_avg = DifferentialPrivacyClientSideFixedClipping(
+        FedAvg(), noise_multiplier=0.1, clipping_norm=1.0, num_sampled_clients=3
+    )
+    assert SecureAggregation(around_avg, max_weight=10).inner is around_avg  # still allowed
 
 
 def test_fewer_than_three_organizations_is_a_configuration_error() -> None:

@@ -51,6 +51,20 @@ INCOMPATIBLE: tuple[type[fs.Strategy], ...] = (
 """Strategies that need each update on its own: they cannot run on a secure sum."""
 
 
+def _refuse_individual(strategy: fs.Strategy) -> None:
+    """ConfigError if ``strategy``, or one it wraps (Flower's client-side DP wrappers keep
+    theirs in ``strategy``, ours in ``inner``), needs individual updates."""
+    path: list[str] = []
+    current: object = strategy
+    while isinstance(current, fs.Strategy) and len(path) < 16:  # a wrapper chain, not a cycle
+        path.append(type(current).__name__)
+        if isinstance(current, INCOMPATIBLE):
+            inside = f" (inside {' inside '.join(reversed(path[:-1]))})" if path[:-1] else ""
+            raise ConfigError(f"{path[-1]}{inside} needs individual updates; it cannot "
+                              "aggregate a secure sum")  # fmt: skip
+        current = getattr(current, "strategy", None) or getattr(current, "inner", None)
+
+
 class SecureAggregation(fs.Strategy):
     """Pairwise-masked secure aggregation around ``inner`` (any averaging strategy).
 
@@ -78,9 +92,7 @@ class SecureAggregation(fs.Strategy):
         stage_timeout: float | None = None,
         entropy: Callable[[int], bytes] = os.urandom,
     ) -> None:
-        if isinstance(inner, INCOMPATIBLE):
-            raise ConfigError(f"{type(inner).__name__} needs individual updates; it cannot "
-                              "aggregate a secure sum")
+        _refuse_individual(inner)
         if not (clip > 0 and max_weight >= 1) or (threshold is not None and threshold < 2):
             raise ConfigError("need clip > 0, max_weight >= 1 and threshold >= 2")
         self.inner = inner
