@@ -64,9 +64,8 @@ def aggregator(consortium_dir: Path, consortium: Consortium) -> Iterator[str]:
     server.stop(0)
 
 
-@pytest.fixture
-def closer() -> Iterator[str]:
-    """A TCP listener that accepts and at once closes every connection."""
+def _listener(answer: bytes) -> Iterator[str]:
+    """A TCP listener that answers each connection with ``answer`` and closes it."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -76,7 +75,10 @@ def closer() -> Iterator[str]:
                 conn, _ = listener.accept()
             except OSError:
                 return
-            conn.close()
+            with conn:
+                if answer:
+                    conn.recv(4096)
+                    conn.sendall(answer)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -86,6 +88,18 @@ def closer() -> Iterator[str]:
     listener.close()
     thread.join(WAIT)
     assert not thread.is_alive()
+
+
+@pytest.fixture
+def closer() -> Iterator[str]:
+    """Closes every connection at once: a port-forwarding proxy with nobody behind it."""
+    yield from _listener(b"")
+
+
+@pytest.fixture
+def web() -> Iterator[str]:
+    """Answers in plain HTTP: a wrong port (an explorer, a web server)."""
+    yield from _listener(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 
 
 def test_diagnose_tells_refused_certificates_from_an_absent_server(
@@ -213,3 +227,14 @@ def test_an_org_the_aggregator_authenticates_but_refuses_ends_the_loop(
     assert waits == []
     assert loop.refused is not None
     assert "UNAUTHENTICATED" in loop.refused
+
+
+def test_a_server_that_does_not_answer_in_tls_ends_the_loop(
+    web: str, consortium_dir: Path, consortium: Consortium
+) -> None:
+    loop, retries = _attach(web, _identity(consortium_dir, "org2"), consortium)
+    assert retries == []
+    assert loop.refused == (
+        "the server at this address does not answer in TLS (WRONG_VERSION_NUMBER): is this "
+        "the aggregator's data-plane address?"
+    )

@@ -11,6 +11,8 @@ the server once more itself, with Python's TLS and the same certificate and trus
   organization's TLS CA, or names another host): refused by us;
 * the handshake completes but the server closes the connection before its HTTP/2 settings,
   twice in a row: refused by the server (a gRPC server that accepts us sends its settings first);
+* the server answers our TLS greeting with something else (an HTTP server, say), twice in a
+  row: not the aggregator's data plane;
 * anything else (no connection, a connection closed during the handshake, an answer): not a
   refusal, retrying may help.
 
@@ -35,6 +37,10 @@ __all__ = ["diagnose"]
 _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 # TLS alerts (as OpenSSL names them) by which a server that says why refuses a certificate.
 _CERT_ALERTS = ("CERTIFICATE", "UNKNOWN_CA", "ACCESS_DENIED")
+# What OpenSSL says when the answer to our ClientHello is not TLS (an HTTP server, say).
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNKNOWN_PROTOCOL",
+                      "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE"})  # fmt: skip
+_NOT_TLS_SAYS = "the server at this address does not answer in TLS"
 _OURS = "the server's TLS certificate is not the aggregator's"
 _THEIRS = "the aggregator refused this organization's TLS certificate"
 _HINT = ": it must come from a TLS CA of the consortium the aggregator runs with"
@@ -107,6 +113,8 @@ def _attempt(
             reason = str(exc.reason or "")
             if "ALERT" in reason and any(word in reason for word in _CERT_ALERTS):
                 return f"{_THEIRS} ({reason}){_HINT}"
+            if reason in _NOT_TLS:
+                return f"{_NOT_TLS_SAYS} ({reason}): is this the aggregator's data-plane address?"
             return None  # closed during the handshake: a proxy with nobody behind it
         except OSError:
             return None
