@@ -227,12 +227,27 @@ org_join() {
         --pki /org/pki >/dev/null
     fedchain_at "$org" ro pki fabric-nodes --pki /org/pki --out /org/crypto --no-orderer \
         --hosts "$(peer_host "$org")" >/dev/null
+    org_nodes "$org"
+}
+
+# org_nodes ORG: the node folders its long-running services mount instead of pki/ (one identity
+# and the consortium's public files, no CA key): node/client1, and node/aggregator at the
+# aggregator's organization. Made once; a consortium kept from before gets them here too.
+org_nodes() {
+    local org=$1 name names=(client1)
+    [[ $org == "$AGG_ORG" ]] && names+=(aggregator)
+    for name in "${names[@]}"; do
+        [[ -d $DEPLOY_WORK/$org/node/$name ]] && continue
+        fedchain_at "$org" ro pki org node --pki /org/pki --org "$org" --identity "$name" \
+            --out "/org/node/$name" >/dev/null
+    done
 }
 
 cmd_ceremony() {
     local org bundles=()
     if [[ -d $DEPLOY_WORK/$AGG_ORG/pki ]]; then
         log "keeping the consortium in $DEPLOY_WORK (deploy/run.sh down --purge starts over)"
+        parallel org_nodes
         write_tomls
         return 0
     fi

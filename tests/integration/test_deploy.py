@@ -162,17 +162,25 @@ def test_no_container_can_read_another_organizations_private_keys(
     projects = {c["Labels"].split("com.docker.compose.project=")[1].split(",")[0]
                 for c in containers}  # fmt: skip
     assert projects == {f"{PREFIX}{p}" for p in (*ORGS, ORDERER_ORG, "aggregator")}
+    # an organization's CA keys stay with its admin: never in a long-running fedchain service
+    ca_dirs = [deployment.work / org / "pki" / org / "ca" for org in ORGS]
+    ca_files = [path for folder in ca_dirs for path in folder.glob("*.key")]
+    ca_keys = {hashlib.sha256(path.read_bytes()).hexdigest() for path in ca_files}
+    assert len(ca_keys) == 2 * len(ORGS)  # a signing and a TLS CA each
     seen_own = set()
     for container in containers:
         party = next(p for p in (*ORGS, ORDERER_ORG, "aggregator")
                      if container["Names"].startswith(f"{PREFIX}{p}-"))  # fmt: skip
         org = AGGREGATOR_ORG if party == "aggregator" else party
+        service = container["Labels"].split("com.docker.compose.service=")[1].split(",")[0]
         for sha, path in keys_seen(container):
             owner = owners.get(sha)
             if owner is None:
                 assert path.startswith(IMAGE_SAMPLE_MSP), (container["Names"], path)
                 continue
             assert owner == org, f"{container['Names']} ({org}) can read {owner}'s key {path}"
+            if service in {"server", "client"}:
+                assert sha not in ca_keys, f"{container['Names']} can read {org}'s CA key {path}"
             seen_own.add(container["Names"])
     # the check saw keys: every peer, the orderer, the aggregator and every client hold their own
     assert len(seen_own) == len(ORGS) * 2 + 2, sorted(seen_own)

@@ -6,6 +6,7 @@ time, on its own machine (see :mod:`fedchain.pki.ceremony` for the protocol).
     fedchain pki consortium propose --name c --aggregator org1 --bundle org1.json ... --out c.json
     fedchain pki consortium sign --definition c.json --pki org2-pki --org org2 --expect org1=SHA,...
     fedchain pki consortium join --definition c.json --pki org2-pki
+    fedchain pki org node --pki org2-pki --org org2 --identity client1 --out org2-node
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fedchain.cli._common import console, password_from_env, run_cli, split_csv
 from fedchain.errors import PKIError
 from fedchain.pki.ceremony import Definition, parse_bundle, parse_definition, propose, read_bundle
 from fedchain.pki.membership import join_definition, sign_definition, write_atomically
+from fedchain.pki.node import write_node_folder
 from fedchain.pki.store import init_org, move_aside
 
 __all__ = ["consortium_app", "org_app"]
@@ -87,6 +89,22 @@ def org_export_command(
     write_atomically(out, bundle.to_json())
     console.print(f"bundle of [bold]{org}[/bold] written to {out}; tell the others, out of band:")
     typer.echo(f"{org}={bundle.fingerprint}")
+
+
+@org_app.command("node")
+@run_cli
+def org_node_command(
+    pki: Annotated[Path, typer.Option(help="This organization's folder (after `join`).")],
+    org: Annotated[str, typer.Option(help="This organization's id.")],
+    identity: Annotated[str, typer.Option(help="The identity the node runs as (client1...).")],
+    out: Annotated[Path, typer.Option(help="Folder to create (must not exist).")],
+    password_env: PasswordEnv = None,
+) -> None:
+    """Write what one server or client needs (public consortium files and one identity, no CA
+    key) for it to use as --pki."""
+    write_node_folder(pki, org, identity, out, password=password_from_env(password_env))
+    console.print(f"node folder of [bold]{org}/{identity}[/bold] written to {out} "
+                  "(no CA keys); run the node with --pki pointing there")  # fmt: skip
 
 
 @consortium_app.command("propose")
