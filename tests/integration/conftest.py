@@ -3,6 +3,7 @@ of the explorer tests (``explorer_support``)."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,22 @@ def deployment(consortium_dir: Path, tmp_path: Path) -> Iterator[Deployment]:
         yield dep
     finally:
         dep.stop_all()
+
+
+@pytest.fixture
+def stop_signals_at_default() -> Iterator[None]:
+    """Processes started in the test get SIGHUP, SIGINT and SIGTERM at their default, as from
+    a terminal. An ignored signal is inherited across exec, and fedchain keeps it ignored (as
+    `nohup` asks): a suite run under `nohup` would otherwise test a demo that cannot hang up."""
+    ignored = [s for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
+               if signal.getsignal(s) is signal.SIG_IGN]  # fmt: skip
+    for signum in ignored:
+        signal.signal(signum, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        for signum in ignored:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 @pytest.fixture(scope="session")

@@ -63,13 +63,13 @@ def _until(condition: Callable[[], bool], seconds: float) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("stop_signals_at_default")
 @pytest.mark.parametrize("signum", list(STOPPED), ids=lambda s: signal.Signals(s).name)
 def test_a_stop_signal_to_the_demo_stops_its_processes_too(tmp_path: Path, signum: int) -> None:
     """``kill <demo pid>`` used to leave the three fedchain-client processes running (ppid 1),
     retrying for minutes, and ``kill -HUP`` (a closed terminal) still did. Each stop signal
     now unwinds like Ctrl-C: the demo stops its children, then exits with 128 + the signal."""
-    # The most rounds the demo takes (over 2 min of training): on a loaded machine 200 rounds
-    # once ended before the server and the 3 clients had all started, and the signal came late.
+    # The most rounds the demo takes: no run ends before the signal.
     demo = subprocess.Popen(
         [sys.executable, "-m", "fedchain.cli.main", "demo", "--rounds", "1000",
          "--workdir", str(tmp_path / "demo"), "--json"],

@@ -9,7 +9,7 @@ import signal
 import pytest
 from tests.integration.runtime_support import STOPPED, Deployment
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("stop_signals_at_default")]
 
 
 @pytest.mark.parametrize("signum", list(STOPPED), ids=lambda s: signal.Signals(s).name)
