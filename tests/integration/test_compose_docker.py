@@ -20,12 +20,13 @@ from pathlib import Path
 import pytest
 from tests.integration.runtime_support import free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.docker]
-
 DOCKER_DIR = Path(__file__).resolve().parents[2] / "docker"
 ENV_OPT_IN = "FEDCHAIN_DOCKER_TESTS"
 PROJECT = "fedchain"
 UP_TIMEOUT = 900.0
+# A test may wait for up.sh and then down.sh: pytest's 300 s default cut `up.sh` short on a
+# loaded machine while its own limit was far away.
+pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(UP_TIMEOUT + 300)]
 
 
 def docker_env(**extra: str) -> dict[str, str]:
