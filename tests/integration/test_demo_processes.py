@@ -92,6 +92,7 @@ def test_a_stop_signal_to_the_demo_stops_its_processes_too(tmp_path: Path, signu
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(960)  # above the demo's own 900 s limit (pytest's default is 300 s)
 def test_a_demo_of_300_rounds_runs_every_round_and_its_audit_passes(tmp_path: Path) -> None:
     """``demo --rounds 150`` once hung at round ~105 (the clients' unread stdout pipes filled);
     a long run of the built-in app (a small linear model on the digits) must reach its end."""
