@@ -9,6 +9,7 @@ contact (``tests/conformance/test_fabric_ledger.py`` checks that side).
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,23 @@ def test_a_refused_connection_is_reported_at_once_with_grpc_s_reason(refusing_po
     assert reason is not None
     assert "Connection refused" in reason
     channel.close()
+
+
+def test_the_check_leaves_no_poller_behind_that_a_close_could_trip(refusing_port: int) -> None:
+    """A refused `fedchain-client` once printed "Exception in thread ... _poll_connectivity"
+    after its one error line: gRPC's connectivity poller, started by ``subscribe``, was still
+    running when the channel closed. The check now returns only once it has ended."""
+    errors: list[BaseException | None] = []
+    hook, threading.excepthook = threading.excepthook, lambda args: errors.append(args.exc_value)
+    try:
+        for _ in range(3):
+            channel = grpc.insecure_channel(f"127.0.0.1:{refusing_port}")
+            assert unreachable_reason(channel, timeout=30) is not None
+            assert channel._connectivity_state.polling is False  # gRPC's private state
+            channel.close()
+    finally:
+        threading.excepthook = hook
+    assert errors == []
 
 
 def test_an_endpoint_that_never_answers_is_unreachable_after_the_timeout(

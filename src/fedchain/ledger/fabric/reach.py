@@ -66,7 +66,28 @@ def unreachable_reason(channel: grpc.Channel, timeout: float = CONNECT_TIMEOUT) 
                 return "the gRPC channel is closed"
     finally:
         channel.unsubscribe(callback)
+        _await_poller(channel)
     return f"no connection within {timeout:g} s"
+
+
+def _await_poller(channel: grpc.Channel, limit: float = 2.0) -> None:
+    """Wait (at most ``limit`` s) for the thread that ``subscribe`` started to end.
+
+    With no subscriber left, gRPC's connectivity poller stops after its current 0.2 s watch.
+    A channel closed before that makes the poller's next watch raise in its thread ("Exception
+    in thread ... _poll_connectivity"), which is what a command refused with an unreachable
+    gateway printed after its one error line, once, on a loaded machine. The poller's state is
+    not public API: without it, there is nothing to wait for.
+    """
+    state = getattr(channel, "_connectivity_state", None)
+    lock, deadline = getattr(state, "lock", None), time.monotonic() + limit
+    if lock is None:
+        return
+    while time.monotonic() < deadline:
+        with lock:
+            if not getattr(state, "polling", False):
+                return
+        time.sleep(0.01)
 
 
 def _last_error(channel: grpc.Channel) -> str | None:
