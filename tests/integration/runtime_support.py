@@ -45,9 +45,12 @@ STOPPED = {
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment of a child process: repo root importable, unbuffered, wide tables."""
+    """The environment of a child process: repo root importable, unbuffered, wide tables, and
+    Ray (Flower's simulation engine, in the conformance and example tests) on loopback only: by
+    default its GCS, raylet and workers listen on every interface, at the default route's IP."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", "COLUMNS": "250"}
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", "COLUMNS": "250",
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # fmt: skip
     env.pop("FORCE_COLOR", None)
     env.update(extra)
     return env

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -89,6 +90,32 @@ def test_a_stop_signal_to_the_demo_stops_its_processes_too(tmp_path: Path, signu
     finally:
         if demo.poll() is None:
             demo.kill()
+
+
+@pytest.mark.slow
+def test_a_demo_killed_with_sigkill_leaves_no_process_behind(tmp_path: Path) -> None:
+    """``kill -9 <demo pid>`` (or a test harness's ``Popen.kill``) runs no clean-up in the demo;
+    its three clients lived on (ppid 1), retrying for ever. Each child now stops with it."""
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "fedchain.cli.main", "demo", "--rounds", "1000",
+         "--workdir", str(tmp_path / "demo"), "--json"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    children: list[int] = []
+    try:
+        assert _until(lambda: len(_children(demo.pid)) >= 4, 120), "server + 3 clients"
+        children = _children(demo.pid)
+        demo.kill()
+        assert demo.wait(timeout=60) == -signal.SIGKILL
+        assert _until(lambda: not any(_alive(pid) for pid in children), 60), [
+            pid for pid in children if _alive(pid)
+        ]
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        for pid in children:
+            if _alive(pid):  # a failure here must not leak processes into the rest of the run
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.slow

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from fedchain.signals import STOP_SIGNALS, Terminated, critical, raise_on_termination
+from fedchain.signals import (
+    PARENT_ENV,
+    STOP_SIGNALS,
+    Terminated,
+    critical,
+    raise_on_termination,
+)
 
 
 @pytest.fixture
@@ -88,3 +98,80 @@ def test_sigint_is_a_plain_keyboard_interrupt_held_like_the_others() -> None:
         section()
     assert type(info.value) is KeyboardInterrupt
     assert done == ["after the signal"]
+
+
+# -- a parent's end, even by SIGKILL, stops the children that asked for it ----------------------
+
+CHILD = """\
+import os, sys, time
+from pathlib import Path
+from fedchain.signals import PARENT_ENV, Terminated, raise_on_termination, stop_with_parent
+raise_on_termination()
+out = Path(sys.argv[1])
+try:
+    stop_with_parent()
+    out.write_text(f"waiting; passed on: {PARENT_ENV in os.environ}")
+    while True:
+        time.sleep(0.05)
+except Terminated as exc:
+    out.write_text(f"terminated {exc.signum}")
+"""
+
+PARENT = """\
+import os, subprocess, sys
+from fedchain.signals import PARENT_ENV
+env = {**os.environ, PARENT_ENV: str(os.getpid())}
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]], env=env)
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
+def _until(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_that_asked_stops_when_its_parent_is_killed_with_sigkill(tmp_path: Path) -> None:
+    """``kill -9 <demo pid>`` left the demo's clients running (ppid 1), retrying for ever: no
+    clean-up runs in a SIGKILLed process. A child that asked gets SIGTERM from the kernel."""
+    said = tmp_path / "said"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, CHILD, str(said)],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert _until(lambda: said.exists() and said.read_text().startswith("waiting"), 60)
+        assert said.read_text() == "waiting; passed on: False"  # not to its own children
+        parent.kill()
+        parent.wait(timeout=30)
+        assert _until(lambda: not _running(child), 30), "the child outlived its parent"
+        assert said.read_text() == f"terminated {int(signal.SIGTERM)}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_whose_parent_is_already_gone_stops_at_once(tmp_path: Path) -> None:
+    """The parent may die between the fork and the request: the child sees a parent other than
+    the one named and stops then, instead of never being told."""
+    said = tmp_path / "said"
+    env = {**os.environ, PARENT_ENV: str(os.getpid() + 1_000_000)}  # not this child's parent
+    done = subprocess.run([sys.executable, "-c", CHILD, str(said)], env=env, timeout=60)
+    assert done.returncode == 0
+    assert said.read_text() == f"terminated {int(signal.SIGTERM)}"
+

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 
 from fedchain.errors import ConfigError, FedchainError
-from fedchain.signals import Terminated, raise_on_termination
+from fedchain.signals import Terminated, raise_on_termination, stop_with_parent
 
 __all__ = [
     "VersionOption",
@@ -65,12 +65,14 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def run_cli(fn: Callable[P, R]) -> Callable[P, R]:
     """Decorate a command so fedchain errors end it with one stderr line and exit code 1;
-    Ctrl-C, SIGTERM and SIGHUP end it after its cleanup, with 130, 143 and 129."""
+    Ctrl-C, SIGTERM and SIGHUP end it after its cleanup, with 130, 143 and 129; so does the
+    end of a parent that asked for it (``signals.PARENT_ENV``), even by SIGKILL."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         raise_on_termination()
         try:
+            stop_with_parent()
             return fn(*args, **kwargs)
         except FedchainError as exc:
             raise fail(str(exc) or type(exc).__name__) from None

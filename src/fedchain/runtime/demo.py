@@ -80,7 +80,8 @@ def _spawn(module: str, args: list[str], log: Path, *, capture: bool) -> subproc
     pipe. Every other process writes its JSON events to its log too: a pipe nobody reads fills
     up (64 KiB) and blocks the writer mid-run, which stalled long demos.
     """
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Each child stops when the demo ends, even by SIGKILL, which skips our clean-up (signals).
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", signals.PARENT_ENV: str(os.getpid())}
     with log.open("w") as sink:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(  # within signals.critical() (see _start)
             [sys.executable, "-m", module, *args, "--json"],
