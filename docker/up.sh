@@ -40,6 +40,26 @@ report_failed_steps() {
     done < <(docker compose ps --all --status exited --format '{{.Service}} {{.ExitCode}}')
 }
 
+# stop_logs: end the log follower started below (its pid in logs_pid). A SIGTERM to the docker
+# CLI reaches the compose plugin that does the work only once the plugin has connected back to
+# the CLI (docker/cli#4402): a follower stopped just after it started lived on, and up.sh waited
+# for it for ever. So the plugin is signalled too, the CLI again (it ends its plugin on the
+# third), and whatever is left after 3 s gets SIGKILL.
+stop_logs() {
+    local plugins="" _
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        kill -0 "$logs_pid" 2>/dev/null || break
+        plugins="$plugins $(pgrep -P "$logs_pid" | tr '\n' ' ' || true)"
+        # shellcheck disable=SC2086 # a list of pids
+        [[ -z ${plugins// /} ]] || kill $plugins 2>/dev/null || true
+        kill "$logs_pid" 2>/dev/null || true
+        sleep 0.3
+    done
+    # shellcheck disable=SC2086
+    kill -KILL "$logs_pid" $plugins 2>/dev/null || true
+    wait "$logs_pid" 2>/dev/null || true
+}
+
 detach=false
 case "${1:-}" in
 "") ;;
@@ -73,7 +93,7 @@ done
 echo "following the training (Ctrl-C stops following; the demo keeps running)"
 docker compose logs --follow "${followed[@]}" &
 logs_pid=$!
-trap 'kill "$logs_pid" 2>/dev/null || true' EXIT
+trap stop_logs EXIT
 
 # Until every followed container has exited; the first non-zero exit fails the run at once (an
 # organization's client that dies does not stop the aggregator, which would wait for it).
@@ -86,8 +106,7 @@ while ((${#running[@]})); do
         if [[ $state != exited && $state != dead ]]; then
             still+=("$i")
         elif [[ $code != 0 ]]; then
-            kill "$logs_pid" 2>/dev/null || true
-            wait "$logs_pid" 2>/dev/null || true
+            stop_logs
             printf '\nerror: %s exited with status %s\n' "${followed[$i]}" "$code" >&2
             show_tail "${followed[$i]}"
             echo "the demo keeps what still runs; remove it with docker/down.sh" >&2

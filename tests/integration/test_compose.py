@@ -470,3 +470,42 @@ def test_compose_runs_the_topology_of_fabric_network() -> None:
     scripts = (DOCKER / "scripts" / "setup.sh").read_text() + (
         DOCKER / "scripts" / "channel.sh").read_text()  # fmt: skip
     assert scripts.count("export FEDCHAIN_NETWORK_MODE=compose") == 2
+
+
+# A stand-in for `docker compose logs --follow` as the docker CLI runs it before its compose
+# plugin has connected back (docker/cli#4402): the CLI swallows SIGTERM, and only the third one
+# ends it and its plugin (here a `sleep`). The real race is too narrow to hit on demand; this
+# has the real CLI's observable behaviour. It prints the plugin's pid.
+SWALLOWING_CLI = """\
+sleep 1000 & plugin=$!
+echo "$plugin"
+n=0
+trap 'n=$((n + 1)); if ((n >= 3)); then kill "$plugin"; exit 143; fi' TERM
+while kill -0 "$plugin" 2>/dev/null; do wait "$plugin"; done
+"""
+
+
+def test_up_sh_stops_a_log_follower_that_swallows_sigterm(tmp_path: Path) -> None:
+    """up.sh stops its `docker compose logs --follow` when a client fails. A plain ``kill`` and
+    ``wait`` hung for ever once (a loaded CI run: 15 min, then the test's timeout) because the
+    docker CLI had swallowed the SIGTERM. The function up.sh runs ends the CLI and its plugin."""
+    text = (DOCKER / "up.sh").read_text()
+    start = text.index("stop_logs() {")
+    stop_logs = text[start:text.index("\n}\n", start) + 3]
+    script = tmp_path / "stop.sh"
+    script.write_text(
+        "set -euo pipefail\n" + stop_logs
+        + f"bash {tmp_path / 'cli.sh'} > {tmp_path / 'plugin.pid'} &\nlogs_pid=$!\n"
+        + f"until [[ -s {tmp_path / 'plugin.pid'} ]]; do sleep 0.05; done\n"
+        + "stop_logs\n! kill -0 \"$logs_pid\" 2>/dev/null\necho stopped\n"
+    )  # fmt: skip
+    (tmp_path / "cli.sh").write_text(SWALLOWING_CLI)
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped"
+    plugin = int((tmp_path / "plugin.pid").read_text())
+    try:
+        state = Path(f"/proc/{plugin}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        state = "gone"
+    assert state in ("gone", "Z"), "the plugin lived on"
