@@ -42,8 +42,9 @@ report_failed_steps() {
 
 # stop_logs: end the log follower started below (its pid in logs_pid). A SIGTERM to the docker
 # CLI reaches the compose plugin that does the work only once the plugin has connected back to
-# the CLI (docker/cli#4402): a follower stopped just after it started lived on, and up.sh waited
-# for it for ever. So the plugin is signalled too, the CLI again (it ends its plugin on the
+# the CLI (docker/cli#4402): a follower stopped just after it started lived on until every
+# followed container had stopped, and up.sh, which is to fail at once, waited that long (9 min
+# on a loaded machine). So the plugin is signalled too, the CLI again (it ends its plugin on the
 # third), and whatever is left after 3 s gets SIGKILL.
 stop_logs() {
     local plugins="" _
