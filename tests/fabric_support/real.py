@@ -37,6 +37,7 @@ from fedchain.ledger.chain import consortium_record
 from fedchain.ledger.fabric import FabricLedger, Gateway, Signer, connect, from_pki_identity
 from fedchain.ledger.fabric.retry import Backoff
 from fedchain.pki import AGGREGATOR_NAME, Consortium, Identity, load_consortium, load_identity
+from tests.process_support import running, until
 
 ROOT = Path(__file__).resolve().parents[2]
 NETWORK_SH = ROOT / "fabric-network" / "network.sh"
@@ -124,23 +125,17 @@ class RealNetwork:
         """The PID of network process ``name`` (e.g. ``peer0.org1``) if it is alive."""
         try:
             pid = int((self.work / "run" / f"{name}.pid").read_text().strip())
-            os.kill(pid, 0)
         except (OSError, ValueError):
             return None
-        stat = Path(f"/proc/{pid}/stat")
-        if stat.is_file() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z":
-            return None
-        return pid
+        return pid if running(pid) else None
 
     def kill(self, name: str, timeout: float = 10.0) -> None:
         """``kill -9`` network process ``name`` and wait (bounded) until it is gone."""
         pid = self.pid(name)
         assert pid is not None, f"{name} is not running"
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + timeout
-        while self.pid(name) is not None:
-            assert time.monotonic() < deadline, f"{name} (pid {pid}) survived SIGKILL"
-            time.sleep(0.05)
+        gone = until(lambda: self.pid(name) is None, timeout)
+        assert gone, f"{name} (pid {pid}) survived SIGKILL"
 
     def start(self) -> None:
         """Start whatever process of the network is not running (network.sh start)."""

@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from tests.integration.runtime_support import STOPPED
+from tests.process_support import running, until
 
 from fedchain.runtime.demo import _spawn
 
@@ -45,24 +44,6 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie awaiting its reaper has finished)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _until(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 @pytest.mark.slow
 @pytest.mark.usefixtures("stop_signals_at_default")
 @pytest.mark.parametrize("signum", list(STOPPED), ids=lambda s: signal.Signals(s).name)
@@ -77,15 +58,15 @@ def test_a_stop_signal_to_the_demo_stops_its_processes_too(tmp_path: Path, signu
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        assert _until(lambda: len(_children(demo.pid)) >= 4, 120), "server + 3 clients"
+        assert until(lambda: len(_children(demo.pid)) >= 4, 120), "server + 3 clients"
         children = _children(demo.pid)
         demo.send_signal(signum)
         _, err = demo.communicate(timeout=60)
         code, line = STOPPED[signum]
         assert demo.returncode == code
         assert err.strip().splitlines()[-1] == line
-        assert _until(lambda: not any(_alive(pid) for pid in children), 30), [
-            pid for pid in children if _alive(pid)
+        assert until(lambda: not any(running(pid) for pid in children), 30), [
+            pid for pid in children if running(pid)
         ]
     finally:
         if demo.poll() is None:
@@ -103,18 +84,18 @@ def test_a_demo_killed_with_sigkill_leaves_no_process_behind(tmp_path: Path) -> 
     )  # fmt: skip
     children: list[int] = []
     try:
-        assert _until(lambda: len(_children(demo.pid)) >= 4, 120), "server + 3 clients"
+        assert until(lambda: len(_children(demo.pid)) >= 4, 120), "server + 3 clients"
         children = _children(demo.pid)
         demo.kill()
         assert demo.wait(timeout=60) == -signal.SIGKILL
-        assert _until(lambda: not any(_alive(pid) for pid in children), 60), [
-            pid for pid in children if _alive(pid)
+        assert until(lambda: not any(running(pid) for pid in children), 60), [
+            pid for pid in children if running(pid)
         ]
     finally:
         if demo.poll() is None:
             demo.kill()
         for pid in children:
-            if _alive(pid):  # a failure here must not leak processes into the rest of the run
+            if running(pid):  # a failure here must not leak processes into the rest of the run
                 os.kill(pid, signal.SIGKILL)
 
 

@@ -35,6 +35,7 @@ from tests.integration.runtime_support import (
     child_env,
     free_port,
 )
+from tests.process_support import until
 
 from fedchain.config import load_settings
 from fedchain.ledger import Entry, Query, Record
@@ -337,10 +338,7 @@ def test_demo_on_fabric_refuses_orgs(tomls: Path, tmp_path: Path) -> None:
 
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+    assert until(condition, timeout, poll=0.2), f"timed out waiting for {what}"
 
 
 def test_a_peer_killed_mid_run_and_restarted_does_not_stop_the_run(

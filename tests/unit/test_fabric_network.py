@@ -25,6 +25,7 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from tests.process_support import running
 
 from fedchain.errors import PKIError
 from fedchain.pki import init_consortium, load_ca, load_cert
@@ -320,15 +321,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def running(pid: int) -> bool:
-    """A live process (not a zombie) has this PID."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def nodes_lib(script: str, work: Path) -> subprocess.CompletedProcess[str]:

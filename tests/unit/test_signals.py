@@ -6,11 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.process_support import running, until
 
 from fedchain.signals import (
     PARENT_ENV,
@@ -127,23 +127,6 @@ child.wait()
 """
 
 
-def _until(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def _running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_child_that_asked_stops_when_its_parent_is_killed_with_sigkill(tmp_path: Path) -> None:
     """``kill -9 <demo pid>`` left the demo's clients running (ppid 1), retrying for ever: no
@@ -154,11 +137,11 @@ def test_a_child_that_asked_stops_when_its_parent_is_killed_with_sigkill(tmp_pat
     try:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
-        assert _until(lambda: said.exists() and said.read_text().startswith("waiting"), 60)
+        assert until(lambda: said.exists() and said.read_text().startswith("waiting"), 60)
         assert said.read_text() == "waiting; passed on: False"  # not to its own children
         parent.kill()
         parent.wait(timeout=30)
-        assert _until(lambda: not _running(child), 30), "the child outlived its parent"
+        assert until(lambda: not running(child), 30), "the child outlived its parent"
         assert said.read_text() == f"terminated {int(signal.SIGTERM)}"
     finally:
         if parent.poll() is None:
